@@ -1,0 +1,98 @@
+/* store.h - warden's LMDB wrapper. The only module that sees MDB_* codes;
+ * they are translated to WERR_* at this boundary.
+ *
+ * Durability (docs/storage.md): the environment is opened without MDB_NOSYNC
+ * and without MDB_NOMETASYNC, so a returned store_txn_commit() means the data
+ * and the meta page are on disk (fsync). MDB_NOTLS is set because libuv
+ * threads and the raft thread may share read transactions across threads.
+ * Only one write transaction exists at a time (LMDB's writer lock).
+ *
+ * Lifetimes: every struct store_val returned by a get or cursor call points
+ * into the LMDB map and is valid only until the next update operation in the
+ * same transaction, or the end of the transaction (lmdb.h contract). */
+#ifndef WARDEN_STORAGE_STORE_H
+#define WARDEN_STORAGE_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../common/err.h"
+
+/* Default map size. LMDB reserves address space, not disk; 1 GiB covers a
+ * large fleet (1M devices x ~600 bytes) with headroom. Configurable. */
+#define STORE_MAP_SIZE_DEFAULT ((size_t)1 << 30)
+/* Upper bound on named databases: LMDB scans them linearly on open. */
+#define STORE_MAX_DBS 32
+/* LMDB's compiled-in max key size is 511 bytes. */
+#define STORE_KEY_MAX 511
+
+struct store;
+struct store_txn;
+struct store_cursor;
+
+struct store_config {
+    const char *path;   /* directory; created if missing. Borrowed. */
+    size_t map_size;    /* 0 = STORE_MAP_SIZE_DEFAULT */
+    unsigned max_readers; /* 0 = LMDB default (126) */
+};
+
+struct store_val {
+    const void *data;
+    size_t len;
+};
+
+/* Open (creating if needed) the environment at cfg->path.
+ * On success *out is owned by the caller until store_close(). */
+int store_open(struct store **out, const struct store_config *cfg,
+               struct werr *e);
+void store_close(struct store *s);
+
+/* Open or create named database `name` (at most STORE_MAX_DBS). Call at
+ * start-up before concurrent use. The handle is valid until store_close(). */
+int store_dbi(struct store *s, const char *name, unsigned *dbi,
+              struct werr *e);
+
+/* Begin a transaction. write != 0 for a read-write transaction. The txn is
+ * owned by the caller and must end with commit or abort. After any failed
+ * operation inside a write txn, only store_txn_abort() is allowed. */
+int store_txn_begin(struct store *s, int write, struct store_txn **out,
+                    struct werr *e);
+/* Commit and free t (even on failure). Durable on return (see above). */
+int store_txn_commit(struct store_txn *t, struct werr *e);
+/* Abort and free t. t may be NULL. */
+void store_txn_abort(struct store_txn *t);
+
+/* WERR_NOTFOUND when key is absent. */
+int store_get(struct store_txn *t, unsigned dbi, const void *key, size_t klen,
+              struct store_val *out, struct werr *e);
+
+#define STORE_NOOVERWRITE 1u /* fail with WERR_EXISTS if key exists */
+int store_put(struct store_txn *t, unsigned dbi, const void *key, size_t klen,
+              const void *val, size_t vlen, unsigned flags, struct werr *e);
+/* WERR_NOTFOUND when key is absent. */
+int store_del(struct store_txn *t, unsigned dbi, const void *key, size_t klen,
+              struct werr *e);
+
+/* Cursors. Closed by store_cursor_close() before the txn ends. */
+int store_cursor_open(struct store_txn *t, unsigned dbi,
+                      struct store_cursor **out, struct werr *e);
+/* Position at the first key >= key (klen 0: the first key).
+ * WERR_NOTFOUND when there is none. */
+int store_cursor_seek(struct store_cursor *c, const void *key, size_t klen,
+                      struct store_val *k, struct store_val *v,
+                      struct werr *e);
+/* Move to the next key. WERR_NOTFOUND at the end. */
+int store_cursor_next(struct store_cursor *c, struct store_val *k,
+                      struct store_val *v, struct werr *e);
+void store_cursor_close(struct store_cursor *c);
+
+/* Number of entries in dbi. */
+int store_count(struct store_txn *t, unsigned dbi, uint64_t *out,
+                struct werr *e);
+
+/* Write a consistent, compacted copy of the whole environment into the
+ * (existing, empty) directory dst_dir. Runs in its own read txn, so writers
+ * are not blocked. Used for snapshots. */
+int store_copy(struct store *s, const char *dst_dir, struct werr *e);
+
+#endif
