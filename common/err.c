@@ -52,14 +52,24 @@ int werr_wrap(struct werr *e, const char *fmt, ...)
     if (e == NULL) {
         return WERR_INTERNAL;
     }
-    char ctx[WERR_MSG_MAX];
-    char old[WERR_MSG_MAX];
+    /* Build "<ctx>: <old>" in a scratch buffer, then truncate into msg:
+     * the innermost detail is lost first only if the whole chain is long. */
+    char buf[2 * WERR_MSG_MAX + 2];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(ctx, sizeof ctx, fmt, ap);
+    int n = vsnprintf(buf, WERR_MSG_MAX, fmt, ap);
     va_end(ap);
-    memcpy(old, e->msg, sizeof old);
-    snprintf(e->msg, sizeof e->msg, "%s: %s", ctx, old);
+    size_t len = n < 0 ? 0 : ((size_t)n >= WERR_MSG_MAX ? WERR_MSG_MAX - 1 : (size_t)n);
+    buf[len++] = ':';
+    buf[len++] = ' ';
+    size_t old = strnlen(e->msg, sizeof e->msg - 1);
+    memcpy(buf + len, e->msg, old);
+    len += old;
+    if (len >= sizeof e->msg) {
+        len = sizeof e->msg - 1;
+    }
+    memcpy(e->msg, buf, len);
+    e->msg[len] = '\0';
     return e->code;
 }
 
