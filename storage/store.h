@@ -95,4 +95,15 @@ int store_count(struct store_txn *t, unsigned dbi, uint64_t *out,
  * are not blocked. Used for snapshots. */
 int store_copy(struct store *s, const char *dst_dir, struct werr *e);
 
+/* ---- additions (compatible with the contract above) -------------------
+ * Poisoning, precisely: WERR_NOTFOUND (get/del/seek/next) and WERR_EXISTS
+ * (put with STORE_NOOVERWRITE) are answers and leave the txn usable. Any
+ * other failure poisons it: later calls fail with WERR_ABORTED and
+ * store_txn_commit() aborts and returns WERR_ABORTED. */
+
+/* The code that poisoned t, or 0 if t is still usable. */
+int store_txn_failed(const struct store_txn *t);
+/* The directory the store was opened on; valid until store_close(). */
+const char *store_path(const struct store *s);
+
 #endif

@@ -1,0 +1,527 @@
+/* store.c - the LMDB wrapper (contract: store.h, rationale: docs/storage.md).
+ *
+ * This is the only file in warden that sees MDB_* codes. Every LMDB return
+ * value goes through translate() before it leaves, with the operation and
+ * the database name as context.
+ *
+ * Poisoning: LMDB marks a write txn unusable after most failures (lmdb.h:
+ * "only mdb_txn_abort() may be called"). We make that rule explicit and
+ * uniform: any failed call other than the two expected outcomes below
+ * poisons the txn, and from then on every call on it fails with
+ * WERR_ABORTED and store_txn_commit() aborts instead of committing.
+ *   - WERR_NOTFOUND from get/del/seek/next: an answer, not a failure.
+ *   - WERR_EXISTS from put with STORE_NOOVERWRITE: LMDB leaves the txn
+ *     intact (mdb_put checks before touching any page).
+ * Read txns follow the same rule; nothing can be committed from them, but a
+ * caller that ignores an error still cannot keep using a broken snapshot. */
+#include "store.h"
+
+#include <errno.h>
+#include <lmdb.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+struct store {
+    MDB_env *env;
+    char path[4096];
+    unsigned ndbis;
+    struct {
+        MDB_dbi dbi;
+        char name[64];
+    } dbis[STORE_MAX_DBS];
+};
+
+struct store_txn {
+    struct store *s;
+    MDB_txn *txn;
+    int write;
+    int poisoned;            /* code of the failure that poisoned it, or 0 */
+    unsigned open_cursors;   /* must be 0 at commit/abort (store.h) */
+};
+
+struct store_cursor {
+    struct store_txn *t;
+    MDB_cursor *cur;
+    unsigned dbi;
+};
+
+/* Translate an LMDB return (MDB_* or errno) into a WERR code and message.
+ * `what` names the operation for context. */
+static int translate(int rc, struct werr *e, const char *what)
+{
+    int code;
+    switch (rc) {
+    case MDB_KEYEXIST:
+        code = WERR_EXISTS;
+        break;
+    case MDB_NOTFOUND:
+        code = WERR_NOTFOUND;
+        break;
+    case MDB_PAGE_NOTFOUND:
+    case MDB_CORRUPTED:
+    case MDB_PANIC:
+    case MDB_VERSION_MISMATCH:
+    case MDB_INVALID:
+    case MDB_INCOMPATIBLE:
+        code = WERR_CORRUPT;
+        break;
+    case MDB_MAP_FULL:
+    case MDB_TXN_FULL:
+    case MDB_PAGE_FULL:
+    case ENOSPC:
+        code = WERR_FULL;
+        break;
+    case MDB_DBS_FULL:
+        code = WERR_LIMIT;
+        break;
+    case MDB_READERS_FULL:
+    case MDB_TLS_FULL:
+    case MDB_MAP_RESIZED: /* another process grew the map */
+        code = WERR_BUSY;
+        break;
+    case MDB_BAD_VALSIZE:
+    case EINVAL:
+        code = WERR_INVALID;
+        break;
+    case ENOMEM:
+        code = WERR_NOMEM;
+        break;
+    case MDB_CURSOR_FULL:
+    case MDB_BAD_RSLOT:
+    case MDB_BAD_TXN:
+    case MDB_BAD_DBI:
+        code = WERR_INTERNAL; /* our misuse of the API */
+        break;
+    default:
+        code = rc > 0 ? WERR_IO : WERR_INTERNAL;
+        break;
+    }
+    /* mdb_strerror() covers both MDB_* codes and errno values. */
+    return werr_set(e, code, "lmdb %s: %s (%d)", what, mdb_strerror(rc), rc);
+}
+
+/* Record a failure on t. Expected outcomes (see top of file) don't poison. */
+static int txn_fail(struct store_txn *t, int code)
+{
+    if (code != WERR_NOTFOUND && code != WERR_EXISTS && t->poisoned == 0) {
+        t->poisoned = code;
+    }
+    return code;
+}
+
+static int txn_check(const struct store_txn *t, struct werr *e)
+{
+    if (t->poisoned) {
+        return werr_set(e, WERR_ABORTED,
+                        "store txn already failed (%s); only abort is allowed",
+                        werr_str(t->poisoned));
+    }
+    return 0;
+}
+
+static int check_key(struct store_txn *t, size_t klen, struct werr *e)
+{
+    if (klen == 0 || klen > STORE_KEY_MAX) {
+        return txn_fail(t, werr_set(e, WERR_INVALID,
+                                    "store key length %zu outside 1..%d", klen,
+                                    STORE_KEY_MAX));
+    }
+    return 0;
+}
+
+static const char *dbi_name(const struct store *s, unsigned dbi)
+{
+    for (unsigned i = 0; i < s->ndbis; i++) {
+        if (s->dbis[i].dbi == dbi) {
+            return s->dbis[i].name;
+        }
+    }
+    return "?";
+}
+
+int store_open(struct store **out, const struct store_config *cfg,
+               struct werr *e)
+{
+    int rc;
+    if (cfg == NULL || cfg->path == NULL || cfg->path[0] == '\0') {
+        return werr_set(e, WERR_INVALID, "store_open: no path");
+    }
+    struct store *s = calloc(1, sizeof *s);
+    if (s == NULL) {
+        return werr_set(e, WERR_NOMEM, "store_open: allocating handle");
+    }
+    if (strlen(cfg->path) >= sizeof s->path) {
+        free(s);
+        return werr_set(e, WERR_INVALID, "store_open: path too long");
+    }
+    strcpy(s->path, cfg->path);
+
+    /* 0700: the store holds device keys and (later) the command key. */
+    if (mkdir(cfg->path, 0700) != 0 && errno != EEXIST) {
+        rc = errno;
+        translate(rc, e, "mkdir");
+        werr_wrap(e, "store_open %s", cfg->path);
+        free(s);
+        return e ? e->code : WERR_IO;
+    }
+
+    rc = mdb_env_create(&s->env);
+    if (rc != 0) {
+        translate(rc, e, "env_create");
+        goto err_free;
+    }
+    rc = mdb_env_set_mapsize(s->env, cfg->map_size ? cfg->map_size
+                                                   : STORE_MAP_SIZE_DEFAULT);
+    if (rc != 0) {
+        translate(rc, e, "env_set_mapsize");
+        goto err_close_env;
+    }
+    rc = mdb_env_set_maxdbs(s->env, STORE_MAX_DBS);
+    if (rc != 0) {
+        translate(rc, e, "env_set_maxdbs");
+        goto err_close_env;
+    }
+    if (cfg->max_readers) {
+        rc = mdb_env_set_maxreaders(s->env, cfg->max_readers);
+        if (rc != 0) {
+            translate(rc, e, "env_set_maxreaders");
+            goto err_close_env;
+        }
+    }
+    /* Durability: no MDB_NOSYNC, no MDB_NOMETASYNC, no MDB_WRITEMAP, no
+     * MDB_MAPASYNC - a commit returns only after fsync of data and meta
+     * page (docs/storage.md). MDB_NOTLS: read txns are not tied to a thread. */
+    rc = mdb_env_open(s->env, cfg->path, MDB_NOTLS, 0600);
+    if (rc != 0) {
+        translate(rc, e, "env_open");
+        goto err_close_env;
+    }
+    /* Clear reader slots left behind by a crashed process, so they do not
+     * pin old pages forever and grow the file. */
+    int dead = 0;
+    rc = mdb_reader_check(s->env, &dead);
+    if (rc != 0) {
+        translate(rc, e, "reader_check");
+        goto err_close_env;
+    }
+    *out = s;
+    return 0;
+
+err_close_env:
+    mdb_env_close(s->env);
+err_free:
+    free(s);
+    return werr_wrap(e, "store_open %s", cfg->path);
+}
+
+void store_close(struct store *s)
+{
+    if (s == NULL) {
+        return;
+    }
+    mdb_env_close(s->env);
+    free(s);
+}
+
+int store_dbi(struct store *s, const char *name, unsigned *dbi,
+              struct werr *e)
+{
+    if (name == NULL || name[0] == '\0' ||
+        strlen(name) >= sizeof s->dbis[0].name) {
+        return werr_set(e, WERR_INVALID, "store_dbi: bad name");
+    }
+    for (unsigned i = 0; i < s->ndbis; i++) {
+        if (strcmp(s->dbis[i].name, name) == 0) {
+            *dbi = s->dbis[i].dbi;
+            return 0;
+        }
+    }
+    if (s->ndbis == STORE_MAX_DBS) {
+        return werr_set(e, WERR_LIMIT, "store_dbi %s: more than %d databases",
+                        name, STORE_MAX_DBS);
+    }
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+    if (rc != 0) {
+        translate(rc, e, "txn_begin");
+        return werr_wrap(e, "store_dbi %s", name);
+    }
+    MDB_dbi d;
+    rc = mdb_dbi_open(txn, name, MDB_CREATE, &d);
+    if (rc != 0) {
+        mdb_txn_abort(txn);
+        translate(rc, e, "dbi_open");
+        return werr_wrap(e, "store_dbi %s", name);
+    }
+    rc = mdb_txn_commit(txn);
+    if (rc != 0) {
+        translate(rc, e, "txn_commit");
+        return werr_wrap(e, "store_dbi %s", name);
+    }
+    s->dbis[s->ndbis].dbi = d;
+    strcpy(s->dbis[s->ndbis].name, name);
+    s->ndbis++;
+    *dbi = d;
+    return 0;
+}
+
+int store_txn_begin(struct store *s, int write, struct store_txn **out,
+                    struct werr *e)
+{
+    struct store_txn *t = calloc(1, sizeof *t);
+    if (t == NULL) {
+        return werr_set(e, WERR_NOMEM, "store_txn_begin: allocating txn");
+    }
+    int rc = mdb_txn_begin(s->env, NULL, write ? 0 : MDB_RDONLY, &t->txn);
+    if (rc != 0) {
+        free(t);
+        translate(rc, e, write ? "txn_begin(write)" : "txn_begin(read)");
+        return e ? e->code : WERR_IO;
+    }
+    t->s = s;
+    t->write = write != 0;
+    *out = t;
+    return 0;
+}
+
+int store_txn_commit(struct store_txn *t, struct werr *e)
+{
+    int rc;
+    if (t->poisoned) {
+        rc = werr_set(e, WERR_ABORTED,
+                      "store commit refused: txn failed earlier (%s); aborted",
+                      werr_str(t->poisoned));
+        mdb_txn_abort(t->txn);
+        free(t);
+        return rc;
+    }
+    if (t->open_cursors) {
+        mdb_txn_abort(t->txn);
+        free(t);
+        return werr_set(e, WERR_INTERNAL,
+                        "store commit with open cursors; aborted");
+    }
+    /* mdb_txn_commit frees the txn whatever it returns. For a read txn it
+     * just releases the reader slot. */
+    rc = mdb_txn_commit(t->txn);
+    free(t);
+    if (rc != 0) {
+        return translate(rc, e, "txn_commit");
+    }
+    return 0;
+}
+
+void store_txn_abort(struct store_txn *t)
+{
+    if (t == NULL) {
+        return;
+    }
+    mdb_txn_abort(t->txn);
+    free(t);
+}
+
+int store_get(struct store_txn *t, unsigned dbi, const void *key, size_t klen,
+              struct store_val *out, struct werr *e)
+{
+    int rc = txn_check(t, e);
+    if (rc) {
+        return rc;
+    }
+    if ((rc = check_key(t, klen, e)) != 0) {
+        return rc;
+    }
+    MDB_val k = {.mv_size = klen, .mv_data = (void *)key};
+    MDB_val v;
+    rc = mdb_get(t->txn, (MDB_dbi)dbi, &k, &v);
+    if (rc != 0) {
+        int code = translate(rc, e, "get");
+        werr_wrap(e, "store db %s", dbi_name(t->s, dbi));
+        return txn_fail(t, code);
+    }
+    out->data = v.mv_data;
+    out->len = v.mv_size;
+    return 0;
+}
+
+int store_put(struct store_txn *t, unsigned dbi, const void *key, size_t klen,
+              const void *val, size_t vlen, unsigned flags, struct werr *e)
+{
+    int rc = txn_check(t, e);
+    if (rc) {
+        return rc;
+    }
+    if (!t->write) {
+        return txn_fail(t, werr_set(e, WERR_INVALID,
+                                    "store put in a read-only txn"));
+    }
+    if ((rc = check_key(t, klen, e)) != 0) {
+        return rc;
+    }
+    if (flags & ~STORE_NOOVERWRITE) {
+        return txn_fail(t, werr_set(e, WERR_INVALID,
+                                    "store put: unknown flags 0x%x", flags));
+    }
+    MDB_val k = {.mv_size = klen, .mv_data = (void *)key};
+    MDB_val v = {.mv_size = vlen, .mv_data = (void *)val};
+    rc = mdb_put(t->txn, (MDB_dbi)dbi, &k, &v,
+                 (flags & STORE_NOOVERWRITE) ? MDB_NOOVERWRITE : 0);
+    if (rc != 0) {
+        int code = translate(rc, e, "put");
+        werr_wrap(e, "store db %s", dbi_name(t->s, dbi));
+        return txn_fail(t, code);
+    }
+    return 0;
+}
+
+int store_del(struct store_txn *t, unsigned dbi, const void *key, size_t klen,
+              struct werr *e)
+{
+    int rc = txn_check(t, e);
+    if (rc) {
+        return rc;
+    }
+    if (!t->write) {
+        return txn_fail(t, werr_set(e, WERR_INVALID,
+                                    "store del in a read-only txn"));
+    }
+    if ((rc = check_key(t, klen, e)) != 0) {
+        return rc;
+    }
+    MDB_val k = {.mv_size = klen, .mv_data = (void *)key};
+    rc = mdb_del(t->txn, (MDB_dbi)dbi, &k, NULL);
+    if (rc != 0) {
+        int code = translate(rc, e, "del");
+        werr_wrap(e, "store db %s", dbi_name(t->s, dbi));
+        return txn_fail(t, code);
+    }
+    return 0;
+}
+
+int store_cursor_open(struct store_txn *t, unsigned dbi,
+                      struct store_cursor **out, struct werr *e)
+{
+    int rc = txn_check(t, e);
+    if (rc) {
+        return rc;
+    }
+    struct store_cursor *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        return txn_fail(t, werr_set(e, WERR_NOMEM, "store cursor alloc"));
+    }
+    rc = mdb_cursor_open(t->txn, (MDB_dbi)dbi, &c->cur);
+    if (rc != 0) {
+        free(c);
+        int code = translate(rc, e, "cursor_open");
+        werr_wrap(e, "store db %s", dbi_name(t->s, dbi));
+        return txn_fail(t, code);
+    }
+    c->t = t;
+    c->dbi = dbi;
+    t->open_cursors++;
+    *out = c;
+    return 0;
+}
+
+static int cursor_get(struct store_cursor *c, MDB_val *k, MDB_val *v,
+                      MDB_cursor_op op, struct store_val *ko,
+                      struct store_val *vo, struct werr *e, const char *what)
+{
+    int rc = txn_check(c->t, e);
+    if (rc) {
+        return rc;
+    }
+    rc = mdb_cursor_get(c->cur, k, v, op);
+    if (rc != 0) {
+        int code = translate(rc, e, what);
+        werr_wrap(e, "store db %s", dbi_name(c->t->s, c->dbi));
+        return txn_fail(c->t, code);
+    }
+    if (ko) {
+        ko->data = k->mv_data;
+        ko->len = k->mv_size;
+    }
+    if (vo) {
+        vo->data = v->mv_data;
+        vo->len = v->mv_size;
+    }
+    return 0;
+}
+
+int store_cursor_seek(struct store_cursor *c, const void *key, size_t klen,
+                      struct store_val *k, struct store_val *v,
+                      struct werr *e)
+{
+    MDB_val mk = {.mv_size = klen, .mv_data = (void *)key};
+    MDB_val mv = {0};
+    if (klen == 0) {
+        return cursor_get(c, &mk, &mv, MDB_FIRST, k, v, e, "cursor first");
+    }
+    if (klen > STORE_KEY_MAX) {
+        return txn_fail(c->t, werr_set(e, WERR_INVALID,
+                                       "store seek key length %zu > %d", klen,
+                                       STORE_KEY_MAX));
+    }
+    return cursor_get(c, &mk, &mv, MDB_SET_RANGE, k, v, e, "cursor seek");
+}
+
+int store_cursor_next(struct store_cursor *c, struct store_val *k,
+                      struct store_val *v, struct werr *e)
+{
+    MDB_val mk = {0}, mv = {0};
+    return cursor_get(c, &mk, &mv, MDB_NEXT, k, v, e, "cursor next");
+}
+
+void store_cursor_close(struct store_cursor *c)
+{
+    if (c == NULL) {
+        return;
+    }
+    mdb_cursor_close(c->cur);
+    c->t->open_cursors--;
+    free(c);
+}
+
+int store_count(struct store_txn *t, unsigned dbi, uint64_t *out,
+                struct werr *e)
+{
+    int rc = txn_check(t, e);
+    if (rc) {
+        return rc;
+    }
+    MDB_stat st;
+    rc = mdb_stat(t->txn, (MDB_dbi)dbi, &st);
+    if (rc != 0) {
+        int code = translate(rc, e, "stat");
+        werr_wrap(e, "store db %s", dbi_name(t->s, dbi));
+        return txn_fail(t, code);
+    }
+    *out = (uint64_t)st.ms_entries;
+    return 0;
+}
+
+int store_copy(struct store *s, const char *dst_dir, struct werr *e)
+{
+    /* MDB_CP_COMPACT: omit free pages and renumber, so a snapshot is as
+     * small as the live data. mdb_env_copy2 takes its own read txn, so
+     * writers proceed while the copy runs; the result is a consistent
+     * point-in-time image. It refuses a directory that already holds a
+     * data.mdb (O_EXCL), which protects an existing store from being
+     * overwritten by mistake. */
+    int rc = mdb_env_copy2(s->env, dst_dir, MDB_CP_COMPACT);
+    if (rc != 0) {
+        translate(rc, e, "env_copy2");
+        return werr_wrap(e, "store_copy to %s", dst_dir);
+    }
+    return 0;
+}
+
+int store_txn_failed(const struct store_txn *t)
+{
+    return t->poisoned;
+}
+
+const char *store_path(const struct store *s)
+{
+    return s->path;
+}

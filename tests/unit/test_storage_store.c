@@ -1,0 +1,367 @@
+/* test_storage_store.c - storage/store.c against real LMDB files in
+ * mkdtemp directories: CRUD, cursors, counts, reopen persistence, compacted
+ * copy, and the translation of LMDB failures into WERR codes (map full,
+ * corrupt file, bad keys) including txn poisoning. */
+#include "storage/store.h"
+
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "unit.h"
+
+static char tmp_root[256];
+
+/* A fresh directory under the per-process temp root. */
+static const char *fresh_dir(const char *name)
+{
+    static char path[512];
+    snprintf(path, sizeof path, "%s/%s", tmp_root, name);
+    return path;
+}
+
+static int open_at(const char *path, size_t map_size, struct store **s,
+                   struct werr *e)
+{
+    struct store_config cfg = {.path = path, .map_size = map_size};
+    return store_open(s, &cfg, e);
+}
+
+static int put_str(struct store *s, unsigned dbi, const char *k, const char *v)
+{
+    struct werr e = {0};
+    struct store_txn *t;
+    int rc = store_txn_begin(s, 1, &t, &e);
+    if (rc) {
+        return rc;
+    }
+    rc = store_put(t, dbi, k, strlen(k), v, strlen(v), 0, &e);
+    if (rc) {
+        store_txn_abort(t);
+        return rc;
+    }
+    return store_txn_commit(t, &e);
+}
+
+/* Read key k into buf (NUL-terminated). Returns the store code. */
+static int get_str(struct store *s, unsigned dbi, const char *k, char *buf,
+                   size_t cap)
+{
+    struct werr e = {0};
+    struct store_txn *t;
+    int rc = store_txn_begin(s, 0, &t, &e);
+    if (rc) {
+        return rc;
+    }
+    struct store_val v;
+    rc = store_get(t, dbi, k, strlen(k), &v, &e);
+    if (rc == 0) {
+        size_t n = v.len < cap - 1 ? v.len : cap - 1;
+        memcpy(buf, v.data, n);
+        buf[n] = '\0';
+    }
+    store_txn_abort(t);
+    return rc;
+}
+
+TEST(crud_and_count)
+{
+    struct werr e = {0};
+    struct store *s;
+    CHECK_EQ_INT(open_at(fresh_dir("crud"), 0, &s, &e), 0);
+    unsigned a, b;
+    CHECK_EQ_INT(store_dbi(s, "a", &a, &e), 0);
+    CHECK_EQ_INT(store_dbi(s, "b", &b, &e), 0);
+    unsigned a2;
+    CHECK_EQ_INT(store_dbi(s, "a", &a2, &e), 0);
+    CHECK_EQ_INT(a, a2);
+    CHECK(a != b);
+
+    CHECK_EQ_INT(put_str(s, a, "k1", "v1"), 0);
+    CHECK_EQ_INT(put_str(s, a, "k2", "v2"), 0);
+    CHECK_EQ_INT(put_str(s, b, "k1", "other"), 0);
+    char buf[64];
+    CHECK_EQ_INT(get_str(s, a, "k1", buf, sizeof buf), 0);
+    CHECK_EQ_STR(buf, "v1");
+    CHECK_EQ_INT(get_str(s, b, "k1", buf, sizeof buf), 0);
+    CHECK_EQ_STR(buf, "other");
+    CHECK_EQ_INT(get_str(s, a, "nope", buf, sizeof buf), WERR_NOTFOUND);
+
+    /* overwrite, NOOVERWRITE, delete, count - in one write txn */
+    struct store_txn *t;
+    CHECK_EQ_INT(store_txn_begin(s, 1, &t, &e), 0);
+    CHECK_EQ_INT(store_put(t, a, "k1", 2, "V1", 2, 0, &e), 0);
+    CHECK_EQ_INT(store_put(t, a, "k2", 2, "x", 1, STORE_NOOVERWRITE, &e),
+                 WERR_EXISTS);
+    CHECK(strstr(e.msg, "store db a") != NULL);
+    CHECK_EQ_INT(store_txn_failed(t), 0); /* EXISTS is an answer */
+    CHECK_EQ_INT(store_del(t, a, "k2", 2, &e), 0);
+    CHECK_EQ_INT(store_del(t, a, "k2", 2, &e), WERR_NOTFOUND);
+    CHECK_EQ_INT(store_txn_failed(t), 0); /* so is NOTFOUND */
+    uint64_t n = 99;
+    CHECK_EQ_INT(store_count(t, a, &n, &e), 0);
+    CHECK_EQ_INT(n, 1);
+    CHECK_EQ_INT(store_txn_commit(t, &e), 0);
+
+    CHECK_EQ_INT(get_str(s, a, "k1", buf, sizeof buf), 0);
+    CHECK_EQ_STR(buf, "V1");
+    CHECK_EQ_INT(get_str(s, a, "k2", buf, sizeof buf), WERR_NOTFOUND);
+
+    /* abort discards */
+    CHECK_EQ_INT(store_txn_begin(s, 1, &t, &e), 0);
+    CHECK_EQ_INT(store_put(t, a, "k9", 2, "gone", 4, 0, &e), 0);
+    store_txn_abort(t);
+    CHECK_EQ_INT(get_str(s, a, "k9", buf, sizeof buf), WERR_NOTFOUND);
+    store_close(s);
+}
+
+TEST(cursor_order_and_seek)
+{
+    struct werr e = {0};
+    struct store *s;
+    CHECK_EQ_INT(open_at(fresh_dir("cursor"), 0, &s, &e), 0);
+    unsigned d;
+    CHECK_EQ_INT(store_dbi(s, "d", &d, &e), 0);
+    const char *keys[] = {"c", "a", "e", "b", "d"};
+    for (size_t i = 0; i < 5; i++) {
+        CHECK_EQ_INT(put_str(s, d, keys[i], keys[i]), 0);
+    }
+    struct store_txn *t;
+    CHECK_EQ_INT(store_txn_begin(s, 0, &t, &e), 0);
+    struct store_cursor *c;
+    CHECK_EQ_INT(store_cursor_open(t, d, &c, &e), 0);
+    struct store_val k, v;
+    char got[8] = {0};
+    size_t n = 0;
+    int rc = store_cursor_seek(c, NULL, 0, &k, &v, &e);
+    while (rc == 0 && n < 7) {
+        CHECK_EQ_INT(k.len, 1);
+        got[n++] = *(const char *)k.data;
+        rc = store_cursor_next(c, &k, &v, &e);
+    }
+    CHECK_EQ_INT(rc, WERR_NOTFOUND);
+    CHECK_EQ_STR(got, "abcde");
+    /* seek to first key >= "bb" is "c" */
+    CHECK_EQ_INT(store_cursor_seek(c, "bb", 2, &k, &v, &e), 0);
+    CHECK_EQ_INT(*(const char *)k.data, 'c');
+    CHECK_EQ_INT(store_cursor_seek(c, "z", 1, &k, &v, &e), WERR_NOTFOUND);
+    store_cursor_close(c);
+    store_txn_abort(t);
+    store_close(s);
+}
+
+TEST(reopen_persists)
+{
+    struct werr e = {0};
+    struct store *s;
+    const char *dir = fresh_dir("reopen");
+    CHECK_EQ_INT(open_at(dir, 0, &s, &e), 0);
+    unsigned d;
+    CHECK_EQ_INT(store_dbi(s, "persist", &d, &e), 0);
+    CHECK_EQ_INT(put_str(s, d, "key", "durable"), 0);
+    store_close(s);
+
+    CHECK_EQ_INT(open_at(dir, 0, &s, &e), 0);
+    CHECK_EQ_INT(store_dbi(s, "persist", &d, &e), 0);
+    char buf[32];
+    CHECK_EQ_INT(get_str(s, d, "key", buf, sizeof buf), 0);
+    CHECK_EQ_STR(buf, "durable");
+    store_close(s);
+}
+
+TEST(copy_then_open_copy)
+{
+    struct werr e = {0};
+    struct store *s;
+    CHECK_EQ_INT(open_at(fresh_dir("src"), 0, &s, &e), 0);
+    unsigned d;
+    CHECK_EQ_INT(store_dbi(s, "data", &d, &e), 0);
+    char k[16], v[64];
+    for (int i = 0; i < 200; i++) {
+        snprintf(k, sizeof k, "k%04d", i);
+        snprintf(v, sizeof v, "value-%d", i);
+        CHECK_EQ_INT(put_str(s, d, k, v), 0);
+    }
+    /* delete half so the compacting copy has free pages to drop */
+    struct store_txn *t;
+    CHECK_EQ_INT(store_txn_begin(s, 1, &t, &e), 0);
+    for (int i = 0; i < 200; i += 2) {
+        snprintf(k, sizeof k, "k%04d", i);
+        CHECK_EQ_INT(store_del(t, d, k, strlen(k), &e), 0);
+    }
+    CHECK_EQ_INT(store_txn_commit(t, &e), 0);
+
+    char dst[512];
+    snprintf(dst, sizeof dst, "%s", fresh_dir("copy"));
+    CHECK_EQ_INT(mkdir(dst, 0700), 0);
+    CHECK_EQ_INT(store_copy(s, dst, &e), 0);
+    /* a second copy into the same directory must not clobber it */
+    CHECK(store_copy(s, dst, &e) != 0);
+    store_close(s);
+
+    struct store *c;
+    CHECK_EQ_INT(open_at(dst, 0, &c, &e), 0);
+    CHECK_EQ_INT(store_dbi(c, "data", &d, &e), 0);
+    CHECK_EQ_INT(store_txn_begin(c, 0, &t, &e), 0);
+    uint64_t n = 0;
+    CHECK_EQ_INT(store_count(t, d, &n, &e), 0);
+    CHECK_EQ_INT(n, 100);
+    store_txn_abort(t);
+    char buf[64];
+    CHECK_EQ_INT(get_str(c, d, "k0001", buf, sizeof buf), 0);
+    CHECK_EQ_STR(buf, "value-1");
+    CHECK_EQ_INT(get_str(c, d, "k0000", buf, sizeof buf), WERR_NOTFOUND);
+    store_close(c);
+}
+
+TEST(map_full_poisons_txn)
+{
+    struct werr e = {0};
+    struct store *s;
+    /* 64 KiB map: a handful of pages, so a few 4 KiB values fill it. */
+    CHECK_EQ_INT(open_at(fresh_dir("tiny"), 64 << 10, &s, &e), 0);
+    unsigned d;
+    CHECK_EQ_INT(store_dbi(s, "big", &d, &e), 0);
+    static char val[4000];
+    memset(val, 'x', sizeof val);
+    struct store_txn *t;
+    CHECK_EQ_INT(store_txn_begin(s, 1, &t, &e), 0);
+    int rc = 0;
+    char k[16];
+    for (int i = 0; i < 1000 && rc == 0; i++) {
+        snprintf(k, sizeof k, "k%04d", i);
+        rc = store_put(t, d, k, strlen(k), val, sizeof val, 0, &e);
+    }
+    CHECK_EQ_INT(rc, WERR_FULL);
+    CHECK(strstr(e.msg, "MDB_MAP_FULL") != NULL);
+    CHECK_EQ_INT(store_txn_failed(t), WERR_FULL);
+    /* poisoned: everything but abort is refused, commit aborts */
+    struct store_val v;
+    CHECK_EQ_INT(store_get(t, d, "k0000", 5, &v, &e), WERR_ABORTED);
+    CHECK_EQ_INT(store_put(t, d, "z", 1, "z", 1, 0, &e), WERR_ABORTED);
+    CHECK_EQ_INT(store_txn_commit(t, &e), WERR_ABORTED);
+    CHECK(strstr(e.msg, "storage full") != NULL);
+    /* nothing from the failed txn is visible; the store still works */
+    char buf[8];
+    CHECK_EQ_INT(get_str(s, d, "k0000", buf, sizeof buf), WERR_NOTFOUND);
+    CHECK_EQ_INT(put_str(s, d, "small", "ok"), 0);
+    store_close(s);
+}
+
+TEST(bad_keys_and_readonly)
+{
+    struct werr e = {0};
+    struct store *s;
+    CHECK_EQ_INT(open_at(fresh_dir("badkeys"), 0, &s, &e), 0);
+    unsigned d;
+    CHECK_EQ_INT(store_dbi(s, "d", &d, &e), 0);
+    struct store_txn *t;
+    static char longkey[STORE_KEY_MAX + 1];
+    memset(longkey, 'k', sizeof longkey);
+
+    CHECK_EQ_INT(store_txn_begin(s, 1, &t, &e), 0);
+    CHECK_EQ_INT(store_put(t, d, longkey, sizeof longkey, "v", 1, 0, &e),
+                 WERR_INVALID);
+    CHECK_EQ_INT(store_put(t, d, "ok", 2, "v", 1, 0, &e), WERR_ABORTED);
+    store_txn_abort(t);
+
+    CHECK_EQ_INT(store_txn_begin(s, 1, &t, &e), 0);
+    CHECK_EQ_INT(store_put(t, d, "", 0, "v", 1, 0, &e), WERR_INVALID);
+    store_txn_abort(t);
+
+    CHECK_EQ_INT(store_txn_begin(s, 1, &t, &e), 0);
+    CHECK_EQ_INT(store_put(t, d, longkey, STORE_KEY_MAX, "v", 1, 0, &e), 0);
+    CHECK_EQ_INT(store_txn_commit(t, &e), 0);
+
+    CHECK_EQ_INT(store_txn_begin(s, 0, &t, &e), 0);
+    CHECK_EQ_INT(store_put(t, d, "k", 1, "v", 1, 0, &e), WERR_INVALID);
+    CHECK_EQ_INT(store_del(t, d, "k", 1, &e), WERR_ABORTED);
+    store_txn_abort(t);
+    store_close(s);
+}
+
+TEST(corrupt_file_is_corrupt)
+{
+    struct werr e = {0};
+    const char *dir = fresh_dir("garbage");
+    CHECK_EQ_INT(mkdir(dir, 0700), 0);
+    char path[600];
+    snprintf(path, sizeof path, "%s/data.mdb", dir);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    CHECK(fd >= 0);
+    static char junk[16384];
+    for (size_t i = 0; i < sizeof junk; i++) {
+        junk[i] = (char)(i * 131u + 7u);
+    }
+    CHECK_EQ_INT(write(fd, junk, sizeof junk), (long long)sizeof junk);
+    close(fd);
+    struct store *s = NULL;
+    CHECK_EQ_INT(open_at(dir, 0, &s, &e), WERR_CORRUPT);
+    CHECK(strstr(e.msg, dir) != NULL);
+    CHECK(s == NULL);
+}
+
+TEST(open_errors_are_io)
+{
+    struct werr e = {0};
+    struct store *s = NULL;
+    /* a path whose parent is a regular file: mkdir fails with ENOTDIR */
+    char path[600];
+    snprintf(path, sizeof path, "%s/file", tmp_root);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    CHECK(fd >= 0);
+    close(fd);
+    snprintf(path, sizeof path, "%s/file/sub", tmp_root);
+    CHECK_EQ_INT(open_at(path, 0, &s, &e), WERR_IO);
+    CHECK(strstr(e.msg, "mkdir") != NULL);
+    struct store_config none = {0};
+    CHECK_EQ_INT(store_open(&s, &none, &e), WERR_INVALID);
+}
+
+TEST(dbi_limit)
+{
+    struct werr e = {0};
+    struct store *s;
+    CHECK_EQ_INT(open_at(fresh_dir("dbis"), 0, &s, &e), 0);
+    char name[16];
+    unsigned d;
+    for (int i = 0; i < STORE_MAX_DBS; i++) {
+        snprintf(name, sizeof name, "db%d", i);
+        CHECK_EQ_INT(store_dbi(s, name, &d, &e), 0);
+    }
+    CHECK_EQ_INT(store_dbi(s, "one-too-many", &d, &e), WERR_LIMIT);
+    store_close(s);
+}
+
+int main(void)
+{
+    snprintf(tmp_root, sizeof tmp_root, "/tmp/warden-test-storage-XXXXXX");
+    if (mkdtemp(tmp_root) == NULL) {
+        perror("mkdtemp");
+        return 1;
+    }
+    RUN(crud_and_count);
+    RUN(cursor_order_and_seek);
+    RUN(reopen_persists);
+    RUN(copy_then_open_copy);
+    RUN(map_full_poisons_txn);
+    RUN(bad_keys_and_readonly);
+    RUN(corrupt_file_is_corrupt);
+    RUN(open_errors_are_io);
+    RUN(dbi_limit);
+    int rc = unit_done();
+    if (rc == 0) {
+        char cmd[300];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp_root);
+        if (system(cmd) != 0) {
+            fprintf(stderr, "warning: could not remove %s\n", tmp_root);
+        }
+    } else {
+        fprintf(stderr, "test files kept in %s\n", tmp_root);
+    }
+    return rc;
+}
