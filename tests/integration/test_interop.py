@@ -198,13 +198,17 @@ class InventoryTest(Base):
         self.assertEqual(got3, dev2)
 
     def test_enroll_p256_spki_and_point(self):
+        """Both P-256 encodings are accepted and stored canonically as the
+        65-byte SEC1 point (domain/devkey.h), so one key has one fingerprint."""
         spki, point = wt.gen_p256_pub()
         for name, key in (("spki", spki), ("point", point)):
             did = wt.uid("p256-" + name)
             dev = self.enroll(enroll_req(did, key=key, alg=inv_pb2.KEY_ALGORITHM_ECDSA_P256))
             self.assertEqual(dev.key_algorithm, inv_pb2.KEY_ALGORITHM_ECDSA_P256)
-            self.assertEqual(dev.public_key, key)
-            self.assertEqual(dev.key_fingerprint, hashlib.sha256(key).digest())
+            self.assertEqual(dev.public_key, point, name)
+            self.assertEqual(dev.key_fingerprint, hashlib.sha256(point).digest(), name)
+            got = self.call(GET, inv_pb2.GetDeviceRequest(device_id=did)).device
+            self.assertEqual(got, dev)
 
     def test_id_edge_lengths_and_charset(self):
         did = ("A.b_c:d-" + wt.uid("x"))
@@ -285,6 +289,7 @@ class InventoryTest(Base):
         got = [d.device_id for d in devs]
         self.assertEqual(len(got), len(set(got)), "duplicates across pages: %r" % got)
         self.assertEqual(set(got), ids)
+        self.assertEqual(got, sorted(got), "ListDevices is in device-id order")
         self.assertEqual(pages, [7, 7, 7, 4])
         # page_size 0 means the default (100) which holds all 25.
         r = self.call(LIST, inv_pb2.ListDevicesRequest(gateway_id=gw))
