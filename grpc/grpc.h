@@ -86,6 +86,7 @@ struct grpc_frame_dec {
     size_t need;          /* length from the prefix */
     size_t have;
     int compressed;
+    size_t cap;           /* allocated size of buf; grows as bytes arrive */
 };
 void grpc_frame_dec_init(struct grpc_frame_dec *d, size_t max_msg);
 void grpc_frame_dec_close(struct grpc_frame_dec *d);
