@@ -1,0 +1,626 @@
+#include "args.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+const char cli_usage_text[] =
+    "usage: wardenctl [global flags] COMMAND [flags]\n"
+    "\n"
+    "Commands:\n"
+    "  health [--service NAME]            grpc.health.v1.Health/Check\n"
+    "  device enroll --id ID --key-alg ed25519|p256\n"
+    "        (--public-key-hex HEX | --public-key-file PEM)\n"
+    "        [--attestation-digest HEX] [--model M] [--firmware V]\n"
+    "        [--gateway G] [--label k=v]... [--idempotency-key K]\n"
+    "  device get ID [--serializable]\n"
+    "  device list [--state S] [--gateway G] [--firmware V] [--label k=v]\n"
+    "        [--page-size N] [--page-token T] [--all] [--serializable]\n"
+    "  help                               this text\n"
+    "\n"
+    "Global flags:\n"
+    "  --endpoint HOST:PORT   server (default " CLI_ENDPOINT_DEFAULT "); repeat or\n"
+    "                         comma-separate to try several in order\n"
+    "  --ca FILE --cert FILE --key FILE   mutual TLS files (PEM)\n"
+    "  --dev-certs DIR --role R           use DIR/ca.pem, DIR/R.pem, DIR/R-key.pem\n"
+    "  --json                 print one JSON document instead of tables\n"
+    "  --timeout D            per-call deadline: 500ms, 10s, 2m, 1h (default 10s)\n"
+    "\n"
+    "Exit status:\n"
+    "  the gRPC status code of the call: 0 OK, 3 INVALID_ARGUMENT,\n"
+    "  4 DEADLINE_EXCEEDED, 5 NOT_FOUND, 6 ALREADY_EXISTS, 7 PERMISSION_DENIED,\n"
+    "  8 RESOURCE_EXHAUSTED, 12 UNIMPLEMENTED, 13 INTERNAL,\n"
+    "  14 UNAVAILABLE (also connection and TLS failures), ...;\n"
+    "  64 for a command-line usage error. `health` exits 14 unless SERVING.\n"
+    "Errors are printed to stderr as `wardenctl: STATUS_NAME: message`.\n";
+
+int cli_exit_code(int grpc_status)
+{
+    if (grpc_status < 0 || grpc_status > 16) {
+        return 2; /* UNKNOWN */
+    }
+    return grpc_status;
+}
+
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+    if (c >= 'A' && c <= 'F') {
+        return c - 'A' + 10;
+    }
+    return -1;
+}
+
+int cli_hex_decode(const char *s, uint8_t *out, size_t cap, size_t *len)
+{
+    size_t n = strlen(s);
+    if (n % 2 != 0) {
+        return WERR_INVALID;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (hexval((unsigned char)s[i]) < 0) {
+            return WERR_INVALID;
+        }
+    }
+    if (n / 2 > cap) {
+        return WERR_LIMIT;
+    }
+    for (size_t i = 0; i < n / 2; i++) {
+        out[i] = (uint8_t)(hexval((unsigned char)s[2 * i]) << 4 |
+                           hexval((unsigned char)s[2 * i + 1]));
+    }
+    *len = n / 2;
+    return 0;
+}
+
+int cli_hex_encode(const uint8_t *in, size_t len, char *out, size_t cap)
+{
+    static const char digits[] = "0123456789abcdef";
+    if (cap < 2 * len + 1) {
+        if (cap > 0) {
+            out[0] = '\0';
+        }
+        return WERR_LIMIT;
+    }
+    for (size_t i = 0; i < len; i++) {
+        out[2 * i] = digits[in[i] >> 4];
+        out[2 * i + 1] = digits[in[i] & 0xf];
+    }
+    out[2 * len] = '\0';
+    return 0;
+}
+
+int cli_label_parse(const char *s, struct cli_label *out, struct werr *e)
+{
+    const char *eq = strchr(s, '=');
+    if (eq == NULL) {
+        return werr_set(e, WERR_INVALID, "label \"%s\": want key=value", s);
+    }
+    size_t klen = (size_t)(eq - s);
+    size_t vlen = strlen(eq + 1);
+    if (klen == 0) {
+        return werr_set(e, WERR_INVALID, "label \"%s\": empty key", s);
+    }
+    if (klen > CLI_LABEL_KEY_MAX) {
+        return werr_set(e, WERR_LIMIT, "label key longer than %d bytes",
+                        CLI_LABEL_KEY_MAX);
+    }
+    if (vlen > CLI_LABEL_VALUE_MAX) {
+        return werr_set(e, WERR_LIMIT, "label value longer than %d bytes",
+                        CLI_LABEL_VALUE_MAX);
+    }
+    memcpy(out->key, s, klen);
+    out->key[klen] = '\0';
+    memcpy(out->value, eq + 1, vlen + 1);
+    return 0;
+}
+
+int cli_state_parse(const char *s)
+{
+    static const char *const names[] = {"provisioned", "active", "quarantined",
+                                        "revoked"};
+    if (strncasecmp(s, "DEVICE_STATE_", 13) == 0) {
+        s += 13;
+    }
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        if (strcasecmp(s, names[i]) == 0) {
+            return (int)i + 1;
+        }
+    }
+    return WERR_INVALID;
+}
+
+int cli_key_alg_parse(const char *s, enum cli_key_alg *out)
+{
+    if (strcasecmp(s, "ed25519") == 0) {
+        *out = CLI_KEY_ALG_ED25519;
+    } else if (strcasecmp(s, "p256") == 0 || strcasecmp(s, "ecdsa-p256") == 0 ||
+               strcasecmp(s, "p-256") == 0) {
+        *out = CLI_KEY_ALG_P256;
+    } else {
+        return WERR_INVALID;
+    }
+    return 0;
+}
+
+int cli_timeout_parse(const char *s, uint64_t *ms)
+{
+    /* At most 12 digits: enough for CLI_TIMEOUT_MAX_MS in ms, and no
+     * overflow in the multiplications below. */
+    uint64_t v = 0;
+    size_t i = 0;
+    for (; isdigit((unsigned char)s[i]); i++) {
+        if (i >= 12) {
+            return WERR_INVALID;
+        }
+        v = v * 10 + (uint64_t)(s[i] - '0');
+    }
+    if (i == 0) {
+        return WERR_INVALID;
+    }
+    const char *u = s + i;
+    uint64_t mult;
+    if (*u == '\0' || strcmp(u, "s") == 0) {
+        mult = 1000;
+    } else if (strcmp(u, "ms") == 0) {
+        mult = 1;
+    } else if (strcmp(u, "m") == 0) {
+        mult = 60 * 1000;
+    } else if (strcmp(u, "h") == 0) {
+        mult = 3600 * 1000;
+    } else {
+        return WERR_INVALID;
+    }
+    if (v == 0 || v > CLI_TIMEOUT_MAX_MS / mult) {
+        return WERR_INVALID;
+    }
+    *ms = v * mult;
+    return 0;
+}
+
+/* ---- argv ---------------------------------------------------------------- */
+
+enum flag_id {
+    F_ENDPOINT, F_CA, F_CERT, F_KEY, F_DEV_CERTS, F_ROLE, F_JSON, F_TIMEOUT,
+    F_HELP, F_SERVICE, F_ID, F_KEY_ALG, F_PK_HEX, F_PK_FILE, F_ATTEST,
+    F_MODEL, F_FIRMWARE, F_GATEWAY, F_LABEL, F_IDEM, F_SERIALIZABLE, F_STATE,
+    F_PAGE_SIZE, F_PAGE_TOKEN, F_ALL,
+};
+
+/* Which commands accept a command flag; global flags have mask 0. */
+#define M_HEALTH (1u << CLI_CMD_HEALTH)
+#define M_ENROLL (1u << CLI_CMD_DEVICE_ENROLL)
+#define M_GET (1u << CLI_CMD_DEVICE_GET)
+#define M_LIST (1u << CLI_CMD_DEVICE_LIST)
+
+struct flag {
+    const char *name;
+    enum flag_id id;
+    int takes_value;
+    unsigned cmds; /* 0 = global */
+};
+
+static const struct flag flags[] = {
+    {"endpoint", F_ENDPOINT, 1, 0},
+    {"ca", F_CA, 1, 0},
+    {"cert", F_CERT, 1, 0},
+    {"key", F_KEY, 1, 0},
+    {"dev-certs", F_DEV_CERTS, 1, 0},
+    {"role", F_ROLE, 1, 0},
+    {"json", F_JSON, 0, 0},
+    {"timeout", F_TIMEOUT, 1, 0},
+    {"help", F_HELP, 0, 0},
+    {"service", F_SERVICE, 1, M_HEALTH},
+    {"id", F_ID, 1, M_ENROLL},
+    {"key-alg", F_KEY_ALG, 1, M_ENROLL},
+    {"public-key-hex", F_PK_HEX, 1, M_ENROLL},
+    {"public-key-file", F_PK_FILE, 1, M_ENROLL},
+    {"attestation-digest", F_ATTEST, 1, M_ENROLL},
+    {"model", F_MODEL, 1, M_ENROLL},
+    {"firmware", F_FIRMWARE, 1, M_ENROLL | M_LIST},
+    {"gateway", F_GATEWAY, 1, M_ENROLL | M_LIST},
+    {"label", F_LABEL, 1, M_ENROLL | M_LIST},
+    {"idempotency-key", F_IDEM, 1, M_ENROLL},
+    {"serializable", F_SERIALIZABLE, 0, M_GET | M_LIST},
+    {"state", F_STATE, 1, M_LIST},
+    {"page-size", F_PAGE_SIZE, 1, M_LIST},
+    {"page-token", F_PAGE_TOKEN, 1, M_LIST},
+    {"all", F_ALL, 0, M_LIST},
+};
+
+struct seen {
+    const struct flag *flag;
+    const char *value;
+};
+
+/* argv holds at most argc flags; we bound argc instead of allocating. */
+#define ARGV_MAX 256
+
+static int add_endpoints(struct cli_args *a, const char *list, struct werr *e)
+{
+    const char *p = list;
+    for (;;) {
+        const char *comma = strchr(p, ',');
+        size_t n = comma ? (size_t)(comma - p) : strlen(p);
+        if (n == 0) {
+            return werr_set(e, WERR_INVALID, "--endpoint: empty entry in \"%s\"",
+                            list);
+        }
+        if (n > CLI_ENDPOINT_LEN_MAX) {
+            return werr_set(e, WERR_INVALID, "--endpoint: longer than %d bytes",
+                            CLI_ENDPOINT_LEN_MAX);
+        }
+        if (a->n_endpoints == CLI_ENDPOINTS_MAX) {
+            return werr_set(e, WERR_INVALID, "--endpoint: more than %d endpoints",
+                            CLI_ENDPOINTS_MAX);
+        }
+        char *dst = a->endpoints[a->n_endpoints];
+        memcpy(dst, p, n);
+        dst[n] = '\0';
+        /* HOST:PORT with a numeric port; [v6]:port is accepted too. */
+        const char *colon = strrchr(dst, ':');
+        char *end = NULL;
+        long port = colon ? strtol(colon + 1, &end, 10) : 0;
+        if (colon == NULL || colon == dst || colon[1] == '\0' || *end != '\0' ||
+            port < 1 || port > 65535) {
+            return werr_set(e, WERR_INVALID,
+                            "--endpoint \"%s\": want HOST:PORT", dst);
+        }
+        a->n_endpoints++;
+        if (comma == NULL) {
+            return 0;
+        }
+        p = comma + 1;
+    }
+}
+
+static int join_path(char *buf, const char *dir, const char *name,
+                     const char *suffix, struct werr *e)
+{
+    int n = snprintf(buf, CLI_PATH_MAX, "%s/%s%s", dir, name, suffix);
+    if (n < 0 || n >= CLI_PATH_MAX) {
+        return werr_set(e, WERR_INVALID, "--dev-certs: path too long");
+    }
+    return 0;
+}
+
+static int apply_flag(struct cli_args *a, const struct flag *f, const char *v,
+                      struct werr *e)
+{
+    int rc;
+    switch (f->id) {
+    case F_ENDPOINT:
+        return add_endpoints(a, v, e);
+    case F_CA:
+        a->ca = v;
+        return 0;
+    case F_CERT:
+        a->cert = v;
+        return 0;
+    case F_KEY:
+        a->key = v;
+        return 0;
+    case F_DEV_CERTS:
+        a->dev_certs = v;
+        return 0;
+    case F_ROLE:
+        a->role = v;
+        return 0;
+    case F_JSON:
+        a->json = 1;
+        return 0;
+    case F_TIMEOUT:
+        if (cli_timeout_parse(v, &a->timeout_ms) != 0) {
+            return werr_set(e, WERR_INVALID,
+                            "--timeout \"%s\": want e.g. 500ms, 10s, 2m, 1h "
+                            "(max 24h)", v);
+        }
+        return 0;
+    case F_HELP:
+        a->cmd = CLI_CMD_HELP;
+        return 0;
+    case F_SERVICE:
+        a->service = v;
+        return 0;
+    case F_ID:
+        a->device_id = v;
+        return 0;
+    case F_KEY_ALG:
+        if (cli_key_alg_parse(v, &a->key_alg) != 0) {
+            return werr_set(e, WERR_INVALID,
+                            "--key-alg \"%s\": want ed25519 or p256", v);
+        }
+        return 0;
+    case F_PK_HEX:
+        rc = cli_hex_decode(v, a->public_key, sizeof a->public_key,
+                            &a->public_key_len);
+        if (rc == WERR_LIMIT) {
+            return werr_set(e, WERR_INVALID,
+                            "--public-key-hex: longer than %d bytes",
+                            CLI_PUBKEY_MAX);
+        }
+        if (rc != 0 || a->public_key_len == 0) {
+            return werr_set(e, WERR_INVALID, "--public-key-hex: not hex");
+        }
+        return 0;
+    case F_PK_FILE:
+        a->public_key_file = v;
+        return 0;
+    case F_ATTEST: {
+        size_t n = 0;
+        rc = cli_hex_decode(v, a->attestation, sizeof a->attestation, &n);
+        if (rc != 0 || n != CLI_DIGEST_LEN) {
+            return werr_set(e, WERR_INVALID,
+                            "--attestation-digest: want %d bytes of hex (SHA-256)",
+                            CLI_DIGEST_LEN);
+        }
+        a->has_attestation = 1;
+        return 0;
+    }
+    case F_MODEL:
+        a->model = v;
+        return 0;
+    case F_FIRMWARE:
+        a->firmware = v;
+        return 0;
+    case F_GATEWAY:
+        a->gateway = v;
+        return 0;
+    case F_LABEL:
+        if (a->n_labels == CLI_LABELS_MAX) {
+            return werr_set(e, WERR_INVALID, "--label: more than %d labels",
+                            CLI_LABELS_MAX);
+        }
+        rc = cli_label_parse(v, &a->labels[a->n_labels], e);
+        if (rc != 0) {
+            e->code = WERR_INVALID;
+            return WERR_INVALID;
+        }
+        a->n_labels++;
+        return 0;
+    case F_IDEM:
+        a->idempotency_key = v;
+        return 0;
+    case F_SERIALIZABLE:
+        a->serializable = 1;
+        return 0;
+    case F_STATE:
+        rc = cli_state_parse(v);
+        if (rc < 0) {
+            return werr_set(e, WERR_INVALID,
+                            "--state \"%s\": want provisioned, active, "
+                            "quarantined or revoked", v);
+        }
+        a->state = rc;
+        return 0;
+    case F_PAGE_SIZE: {
+        char *end = NULL;
+        errno = 0;
+        unsigned long n = strtoul(v, &end, 10);
+        if (!isdigit((unsigned char)v[0]) || *end != '\0' || errno != 0 ||
+            n < 1 || n > CLI_PAGE_SIZE_MAX) {
+            return werr_set(e, WERR_INVALID, "--page-size \"%s\": want 1..%u",
+                            v, CLI_PAGE_SIZE_MAX);
+        }
+        a->page_size = (uint32_t)n;
+        return 0;
+    }
+    case F_PAGE_TOKEN:
+        a->page_token = v;
+        return 0;
+    case F_ALL:
+        a->all = 1;
+        return 0;
+    }
+    return werr_set(e, WERR_INTERNAL, "unhandled flag");
+}
+
+static const struct flag *find_flag(const char *name, size_t len)
+{
+    for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++) {
+        if (strlen(flags[i].name) == len && memcmp(flags[i].name, name, len) == 0) {
+            return &flags[i];
+        }
+    }
+    return NULL;
+}
+
+static int finish_tls(struct cli_args *a, struct werr *e)
+{
+    if ((a->dev_certs == NULL) != (a->role == NULL)) {
+        return werr_set(e, WERR_INVALID, "--dev-certs and --role go together");
+    }
+    if (a->dev_certs != NULL) {
+        /* Explicit --ca/--cert/--key win over the derived paths. */
+        if (a->ca == NULL) {
+            if (join_path(a->ca_buf, a->dev_certs, "ca", ".pem", e) != 0) {
+                return WERR_INVALID;
+            }
+            a->ca = a->ca_buf;
+        }
+        if (a->cert == NULL) {
+            if (join_path(a->cert_buf, a->dev_certs, a->role, ".pem", e) != 0) {
+                return WERR_INVALID;
+            }
+            a->cert = a->cert_buf;
+        }
+        if (a->key == NULL) {
+            if (join_path(a->key_buf, a->dev_certs, a->role, "-key.pem", e) != 0) {
+                return WERR_INVALID;
+            }
+            a->key = a->key_buf;
+        }
+    }
+    if (a->ca == NULL || a->cert == NULL || a->key == NULL) {
+        return werr_set(e, WERR_INVALID,
+                        "need --ca, --cert and --key, or --dev-certs DIR --role R");
+    }
+    return 0;
+}
+
+static int finish_cmd(struct cli_args *a, struct werr *e)
+{
+    switch (a->cmd) {
+    case CLI_CMD_DEVICE_ENROLL:
+        if (a->device_id == NULL || a->device_id[0] == '\0') {
+            return werr_set(e, WERR_INVALID, "device enroll: --id is required");
+        }
+        if (a->key_alg == CLI_KEY_ALG_NONE) {
+            return werr_set(e, WERR_INVALID, "device enroll: --key-alg is required");
+        }
+        if ((a->public_key_len > 0) == (a->public_key_file != NULL)) {
+            return werr_set(e, WERR_INVALID,
+                            "device enroll: give exactly one of "
+                            "--public-key-hex and --public-key-file");
+        }
+        if (a->key_alg == CLI_KEY_ALG_ED25519 && a->public_key_len > 0 &&
+            a->public_key_len != 32) {
+            return werr_set(e, WERR_INVALID,
+                            "device enroll: an ed25519 public key is 32 bytes, "
+                            "got %zu", a->public_key_len);
+        }
+        return 0;
+    case CLI_CMD_DEVICE_LIST:
+        if (a->n_labels > 1) {
+            return werr_set(e, WERR_INVALID,
+                            "device list: at most one --label filter");
+        }
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+int cli_args_parse(int argc, char **argv, struct cli_args *a, struct werr *e)
+{
+    memset(a, 0, sizeof *a);
+    a->timeout_ms = CLI_TIMEOUT_DEFAULT_MS;
+    a->service = "";
+    werr_clear(e);
+
+    if (argc > ARGV_MAX) {
+        return werr_set(e, WERR_INVALID, "more than %d arguments", ARGV_MAX);
+    }
+    const char *pos[ARGV_MAX];
+    size_t npos = 0;
+    struct seen seen[ARGV_MAX];
+    size_t nseen = 0;
+    int only_pos = 0;
+
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (only_pos || arg[0] != '-' || arg[1] == '\0') {
+            pos[npos++] = arg;
+            continue;
+        }
+        if (strcmp(arg, "--") == 0) {
+            only_pos = 1;
+            continue;
+        }
+        if (strcmp(arg, "-h") == 0) {
+            a->cmd = CLI_CMD_HELP;
+            return 0;
+        }
+        if (arg[1] != '-') {
+            return werr_set(e, WERR_INVALID, "unknown flag \"%s\"", arg);
+        }
+        const char *name = arg + 2;
+        const char *eq = strchr(name, '=');
+        size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
+        const struct flag *f = find_flag(name, nlen);
+        if (f == NULL) {
+            return werr_set(e, WERR_INVALID, "unknown flag \"%s\"", arg);
+        }
+        const char *value = NULL;
+        if (f->takes_value) {
+            if (eq != NULL) {
+                value = eq + 1;
+            } else if (i + 1 < argc) {
+                value = argv[++i];
+            } else {
+                return werr_set(e, WERR_INVALID, "--%s needs a value", f->name);
+            }
+        } else if (eq != NULL) {
+            return werr_set(e, WERR_INVALID, "--%s takes no value", f->name);
+        }
+        if (f->id == F_HELP) {
+            a->cmd = CLI_CMD_HELP;
+            return 0;
+        }
+        seen[nseen].flag = f;
+        seen[nseen].value = value;
+        nseen++;
+    }
+
+    /* The command, from the positionals. */
+    size_t used = 0;
+    if (npos == 0) {
+        return werr_set(e, WERR_INVALID, "no command given (try --help)");
+    }
+    if (strcmp(pos[0], "help") == 0) {
+        a->cmd = CLI_CMD_HELP;
+        return 0;
+    } else if (strcmp(pos[0], "version") == 0) {
+        a->cmd = CLI_CMD_VERSION;
+        return 0;
+    } else if (strcmp(pos[0], "health") == 0) {
+        a->cmd = CLI_CMD_HEALTH;
+        used = 1;
+    } else if (strcmp(pos[0], "device") == 0) {
+        if (npos < 2) {
+            return werr_set(e, WERR_INVALID, "device: want enroll, get or list");
+        }
+        if (strcmp(pos[1], "enroll") == 0) {
+            a->cmd = CLI_CMD_DEVICE_ENROLL;
+            used = 2;
+        } else if (strcmp(pos[1], "get") == 0) {
+            a->cmd = CLI_CMD_DEVICE_GET;
+            if (npos < 3 || pos[2][0] == '\0') {
+                return werr_set(e, WERR_INVALID, "device get: missing device ID");
+            }
+            a->device_id = pos[2];
+            used = 3;
+        } else if (strcmp(pos[1], "list") == 0) {
+            a->cmd = CLI_CMD_DEVICE_LIST;
+            used = 2;
+        } else {
+            return werr_set(e, WERR_INVALID,
+                            "device: unknown subcommand \"%s\" (want enroll, get "
+                            "or list)", pos[1]);
+        }
+    } else {
+        return werr_set(e, WERR_INVALID, "unknown command \"%s\" (try --help)",
+                        pos[0]);
+    }
+    if (npos > used) {
+        return werr_set(e, WERR_INVALID, "unexpected argument \"%s\"", pos[used]);
+    }
+
+    for (size_t i = 0; i < nseen; i++) {
+        const struct flag *f = seen[i].flag;
+        if (f->cmds != 0 && (f->cmds & (1u << a->cmd)) == 0) {
+            return werr_set(e, WERR_INVALID,
+                            "--%s does not apply to this command", f->name);
+        }
+        if (apply_flag(a, f, seen[i].value, e) != 0) {
+            return WERR_INVALID;
+        }
+    }
+    if (a->n_endpoints == 0) {
+        if (add_endpoints(a, CLI_ENDPOINT_DEFAULT, e) != 0) {
+            return WERR_INVALID;
+        }
+    }
+    if (finish_cmd(a, e) != 0 || finish_tls(a, e) != 0) {
+        return WERR_INVALID;
+    }
+    return 0;
+}

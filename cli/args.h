@@ -1,0 +1,147 @@
+/* args.h - wardenctl's command line: flags, commands and their validation.
+ *
+ * Pure: no I/O, no OpenSSL. cli_args_parse() turns argv into a struct
+ * cli_args, or says precisely what is wrong (the caller prints it and exits
+ * CLI_EXIT_USAGE). Strings in struct cli_args either point into argv
+ * (borrowed: valid as long as argv is) or live in the struct's own bounded
+ * buffers. Nothing is heap-allocated, so there is nothing to free.
+ *
+ * Also here: the small pure parsers the commands share (hex, labels, enum
+ * names) and the mapping from a gRPC status to the process exit code. */
+#ifndef WARDEN_CLI_ARGS_H
+#define WARDEN_CLI_ARGS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../common/err.h"
+
+/* ---- exit codes (docs/cli.md) -------------------------------------------
+ * The exit code is the gRPC status code (0..16) of the call that decided the
+ * outcome; a status outside that range exits UNKNOWN (2). Command-line
+ * mistakes exit EX_USAGE from <sysexits.h>, which no gRPC status uses. */
+#define CLI_EXIT_USAGE 64
+/* Exit code for a gRPC status (0 OK, 5 NOT_FOUND, 14 UNAVAILABLE, ...). */
+int cli_exit_code(int grpc_status);
+
+/* ---- limits ---------------------------------------------------------------
+ * Each one bounds memory or work driven by user input or a server reply. */
+/* Endpoints tried in order for a connection (repeat --endpoint or give a
+ * comma-separated list). Small: this is a failover list, not a fleet. */
+#define CLI_ENDPOINTS_MAX 8
+/* Longest "HOST:PORT" accepted. */
+#define CLI_ENDPOINT_LEN_MAX 255
+/* --label flags per command; the server bounds labels per device too, this
+ * only keeps our fixed-size request arrays bounded. */
+#define CLI_LABELS_MAX 32
+/* Label key and value lengths (bytes), before the server's own checks. */
+#define CLI_LABEL_KEY_MAX 128
+#define CLI_LABEL_VALUE_MAX 256
+/* Public keys: Ed25519 is 32 bytes, a P-256 DER SPKI 91, a SEC1 point 65.
+ * 512 leaves room without letting a typo send megabytes. */
+#define CLI_PUBKEY_MAX 512
+/* SHA-256: the attestation digest is exactly this long. */
+#define CLI_DIGEST_LEN 32
+/* Path buffers for the files derived from --dev-certs DIR --role R. */
+#define CLI_PATH_MAX 4096
+/* --timeout upper bound: one day. Longer is surely a typo, and keeps the
+ * millisecond arithmetic far from overflow. */
+#define CLI_TIMEOUT_MAX_MS (24ull * 3600 * 1000)
+#define CLI_TIMEOUT_DEFAULT_MS 10000ull
+#define CLI_ENDPOINT_DEFAULT "127.0.0.1:7443"
+/* ListDevices page size cap, as documented in inventory.proto. */
+#define CLI_PAGE_SIZE_MAX 1000u
+
+enum cli_cmd {
+    CLI_CMD_NONE = 0,
+    CLI_CMD_HELP,
+    CLI_CMD_VERSION,
+    CLI_CMD_HEALTH,
+    CLI_CMD_DEVICE_ENROLL,
+    CLI_CMD_DEVICE_GET,
+    CLI_CMD_DEVICE_LIST,
+};
+
+/* Key algorithm as on the wire (warden.v1.KeyAlgorithm). */
+enum cli_key_alg {
+    CLI_KEY_ALG_NONE = 0,
+    CLI_KEY_ALG_ED25519 = 1,
+    CLI_KEY_ALG_P256 = 2,
+};
+
+struct cli_label {
+    char key[CLI_LABEL_KEY_MAX + 1];
+    char value[CLI_LABEL_VALUE_MAX + 1];
+};
+
+struct cli_args {
+    enum cli_cmd cmd;
+
+    /* connection */
+    char endpoints[CLI_ENDPOINTS_MAX][CLI_ENDPOINT_LEN_MAX + 1];
+    size_t n_endpoints;            /* >= 1 after a successful parse */
+    const char *ca, *cert, *key;   /* final paths (argv or the bufs below) */
+    const char *dev_certs, *role;  /* as given */
+    char ca_buf[CLI_PATH_MAX], cert_buf[CLI_PATH_MAX], key_buf[CLI_PATH_MAX];
+    int json;
+    uint64_t timeout_ms;
+
+    /* health */
+    const char *service;           /* "" = the whole server */
+
+    /* device enroll / get */
+    const char *device_id;
+    enum cli_key_alg key_alg;
+    uint8_t public_key[CLI_PUBKEY_MAX];
+    size_t public_key_len;         /* from --public-key-hex */
+    const char *public_key_file;   /* PEM; converted by cli_pubkey_from_pem */
+    uint8_t attestation[CLI_DIGEST_LEN];
+    int has_attestation;
+    const char *model, *firmware, *gateway, *idempotency_key;
+    struct cli_label labels[CLI_LABELS_MAX];
+    size_t n_labels;
+    int serializable;
+
+    /* device list */
+    int state;                     /* warden.v1.DeviceState; 0 = any */
+    uint32_t page_size;            /* 0 = server default */
+    const char *page_token;
+    int all;
+    /* list's --label filter is labels[0] when n_labels == 1 */
+};
+
+/* Parse argv (argv[0] is skipped). Global flags may appear anywhere.
+ * Returns 0, or WERR_INVALID with e->msg saying what is wrong (a usage
+ * error). On success, a is complete and validated; `help` yields
+ * cmd == CLI_CMD_HELP and no TLS configuration is required. */
+int cli_args_parse(int argc, char **argv, struct cli_args *a, struct werr *e);
+
+/* Decode hex (upper or lower case, even length, no prefix) into out.
+ * Returns 0, or WERR_INVALID for a bad digit or odd length, WERR_LIMIT when
+ * the result would exceed cap. *len is set on success. */
+int cli_hex_decode(const char *s, uint8_t *out, size_t cap, size_t *len);
+
+/* Encode len bytes as lowercase hex into out (cap bytes, NUL-terminated).
+ * Returns 0 or WERR_LIMIT when cap < 2*len+1. */
+int cli_hex_encode(const uint8_t *in, size_t len, char *out, size_t cap);
+
+/* Parse "key=value" (split at the first '='; the key must be non-empty, the
+ * value may be empty). Returns 0, WERR_INVALID or WERR_LIMIT. */
+int cli_label_parse(const char *s, struct cli_label *out, struct werr *e);
+
+/* Device state from "active", "ACTIVE" or "DEVICE_STATE_ACTIVE".
+ * Returns the warden.v1.DeviceState value (1..4) or WERR_INVALID. */
+int cli_state_parse(const char *s);
+
+/* Key algorithm from "ed25519" or "p256" (also "ecdsa-p256"). */
+int cli_key_alg_parse(const char *s, enum cli_key_alg *out);
+
+/* Parse a --timeout value: digits followed by ms, s, m or h (a bare number
+ * means seconds). Returns 0 or WERR_INVALID (also for 0 and above
+ * CLI_TIMEOUT_MAX_MS). */
+int cli_timeout_parse(const char *s, uint64_t *ms);
+
+/* The full --help text. */
+extern const char cli_usage_text[];
+
+#endif

@@ -1,0 +1,86 @@
+/* client.h - a small blocking gRPC client: TCP, OpenSSL 3 (TLS 1.3, mutual
+ * TLS, ALPN h2) and an nghttp2 client session in memory-buffer mode.
+ *
+ * One struct cli_client holds at most one connection, opened lazily by the
+ * first call and reused by later ones (device list --all pages through one
+ * connection). Calls are unary and sequential. Later commands (cluster
+ * status/add/remove/transfer) reuse cli_client_call() with their own
+ * messages.
+ *
+ * Endpoints: the config lists up to CLI_ENDPOINTS_MAX "HOST:PORT" strings,
+ * tried in order until one connects and completes the TLS handshake. The
+ * server may answer UNAVAILABLE with a `warden-leader` trailer naming the
+ * Raft leader; it is reported in struct cli_status.leader. Following it
+ * (reconnect to that endpoint and retry once, for idempotent calls or calls
+ * with an idempotency key) is future work that needs only
+ * cli_client_reconnect() plus a retry loop in the caller.
+ *
+ * Errors: every function reports a gRPC status code in struct cli_status
+ * (connection and TLS failures are UNAVAILABLE, a local deadline is
+ * DEADLINE_EXCEEDED, unreadable TLS files are INVALID_ARGUMENT) and returns
+ * that code, so 0 means OK. */
+#ifndef WARDEN_CLI_CLIENT_H
+#define WARDEN_CLI_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <protobuf-c/protobuf-c.h>
+
+#include "args.h"
+#include "resp.h"
+
+/* TCP connect plus TLS handshake, per endpoint; also capped by the call
+ * timeout. A dead host should fail over quickly, not eat the deadline. */
+#define CLI_CONNECT_TIMEOUT_MS 5000u
+/* Bytes read from TLS per step; a TLS record is at most 16 KiB. */
+#define CLI_READ_CHUNK (16u << 10)
+/* HTTP/2 receive window we advertise, per stream: a whole max-size message
+ * fits, so a unary reply never waits on WINDOW_UPDATE round trips. */
+#define CLI_H2_WINDOW ((uint32_t)(GRPC_MAX_MSG_DEFAULT + (64u << 10)))
+/* SETTINGS_MAX_HEADER_LIST_SIZE: bounds HPACK-decoded response headers. */
+#define CLI_H2_MAX_HEADER_LIST (16u << 10)
+/* Longest request we send (the server's default receive limit). */
+#define CLI_MAX_REQUEST GRPC_MAX_MSG_DEFAULT
+
+struct cli_status {
+    int code;                              /* gRPC status */
+    char msg[CLI_RESP_MESSAGE_MAX + 1];    /* human text, may be empty */
+    char leader[CLI_RESP_LEADER_MAX + 1];  /* warden-leader trailer, or "" */
+    char endpoint[CLI_ENDPOINT_LEN_MAX + 1]; /* endpoint that answered */
+};
+
+struct cli_client_config {
+    const char (*endpoints)[CLI_ENDPOINT_LEN_MAX + 1]; /* borrowed */
+    size_t n_endpoints;
+    const char *ca, *cert, *key;     /* PEM paths, borrowed */
+    uint64_t timeout_ms;             /* per call, sent as grpc-timeout */
+    size_t max_msg;                  /* response bound; 0 = default */
+};
+
+struct cli_client;
+
+/* Create a client (no I/O yet). cfg's strings are borrowed and must outlive
+ * the client. Returns 0 or an RESOURCE_EXHAUSTED/INVALID_ARGUMENT status. */
+int cli_client_new(struct cli_client **out, const struct cli_client_config *cfg,
+                   struct cli_status *st);
+
+/* Unary call. path is "/pkg.Service/Method". req is borrowed. On OK,
+ * *resp is the unpacked reply (free with protobuf_c_message_free_unpacked
+ * (*resp, NULL)); otherwise *resp is NULL. Connects first if needed; a
+ * broken connection is closed so the next call reconnects. */
+int cli_client_call(struct cli_client *c, const char *path,
+                    const ProtobufCMessage *req,
+                    const ProtobufCMessageDescriptor *resp_desc,
+                    ProtobufCMessage **resp, struct cli_status *st);
+
+/* Drop the current connection and connect to `endpoint` ("HOST:PORT"), or
+ * to the configured list in order when endpoint is NULL. For leader
+ * following. */
+int cli_client_reconnect(struct cli_client *c, const char *endpoint,
+                         struct cli_status *st);
+
+/* Close the connection (GOAWAY, TLS close_notify) and free. NULL is fine. */
+void cli_client_free(struct cli_client *c);
+
+#endif

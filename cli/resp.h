@@ -1,0 +1,93 @@
+/* resp.h - the client side of one unary gRPC response, as a pure state
+ * machine: header fields, DATA bytes and the stream's close go in, a gRPC
+ * status, message and the single response payload come out.
+ *
+ * The transport (cli/client.c) forwards nghttp2 callbacks here; nothing in
+ * this file knows about sockets, TLS or nghttp2 sessions, so the rules of
+ * PROTOCOL-HTTP2 ("Responses") are unit-tested in tests/unit/test_cli_resp.c.
+ *
+ * Lifecycle: cli_resp_init → (on_header | on_data)* → on_close → read the
+ * result → cli_resp_close. on_close is final: after it, status, message and
+ * payload no longer change. */
+#ifndef WARDEN_CLI_RESP_H
+#define WARDEN_CLI_RESP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../grpc/grpc.h"
+
+/* Longest decoded grpc-message kept; longer ones are truncated. Bounds what a
+ * server can make us print. */
+#define CLI_RESP_MESSAGE_MAX 512
+/* Longest warden-leader trailer kept (HOST:PORT of the Raft leader, for
+ * following it; see cli/client.h). */
+#define CLI_RESP_LEADER_MAX 256
+/* Default bound on one response message (gRPC's own client default). */
+#define CLI_RESP_MAX_MSG_DEFAULT GRPC_MAX_MSG_DEFAULT
+
+struct cli_resp {
+    /* Inputs seen so far. */
+    int http_status;          /* :status, 0 until seen */
+    int content_type_ok;      /* content-type application/grpc[+...] seen */
+    int content_type_seen;
+    int has_grpc_status;
+    int grpc_status_raw;      /* parsed grpc-status, or -1 when not a number */
+    char message[CLI_RESP_MESSAGE_MAX + 1];   /* percent-decoded, NUL-term */
+    char leader[CLI_RESP_LEADER_MAX + 1];     /* warden-leader, "" if none */
+    struct grpc_frame_dec dec;
+    uint8_t *payload;         /* owned; the one message (malloc'd) */
+    size_t payload_len;
+    int n_msgs;               /* messages received (unary wants exactly 1) */
+    int local_status;         /* non-zero: an error we detected (sticky) */
+    char local_msg[CLI_RESP_MESSAGE_MAX + 1];
+
+    /* Result, set by cli_resp_on_close. */
+    int closed;
+    int status;               /* gRPC status code */
+    const char *status_msg;   /* points at message or local_msg */
+};
+
+/* max_msg bounds one response message; 0 means CLI_RESP_MAX_MSG_DEFAULT. */
+void cli_resp_init(struct cli_resp *r, size_t max_msg);
+/* Frees the payload (unless taken) and the frame decoder. */
+void cli_resp_close(struct cli_resp *r);
+
+/* One header field. trailer is 0 for the first (response) header block,
+ * 1 for the trailing block. Lowercase names, as HTTP/2 requires. A
+ * Trailers-Only response carries grpc-status in the first block. */
+void cli_resp_on_header(struct cli_resp *r, const char *name, size_t nlen,
+                        const char *value, size_t vlen, int trailer);
+
+/* DATA bytes. Returns 0, or a negative WERR code when the stream must be
+ * reset (a message over the limit, a second message, malloc failure); the
+ * error is remembered and becomes the call's status. */
+int cli_resp_on_data(struct cli_resp *r, const uint8_t *data, size_t len);
+
+/* The stream ended. h2_error is the RST_STREAM/GOAWAY error code from
+ * nghttp2's on_stream_close (0 = NO_ERROR after END_STREAM). Computes
+ * status and status_msg by these rules, first match wins:
+ *   1. a local error (limit, malformed frame)      → that status;
+ *   2. grpc-status present                         → it (non-numeric → UNKNOWN);
+ *   3. h2_error != 0                               → mapped (REFUSED_STREAM →
+ *      UNAVAILABLE, CANCEL → CANCELLED, ENHANCE_YOUR_CALM →
+ *      RESOURCE_EXHAUSTED, INADEQUATE_SECURITY → PERMISSION_DENIED, else
+ *      INTERNAL);
+ *   4. :status not 200                             → gRPC's HTTP mapping
+ *      (400 INTERNAL, 401 UNAUTHENTICATED, 403 PERMISSION_DENIED,
+ *      404 UNIMPLEMENTED, 429/502/503/504 UNAVAILABLE, else UNKNOWN);
+ *   5. no grpc-status                              → INTERNAL;
+ * and an OK status must come with content-type application/grpc and exactly
+ * one whole, uncompressed message, else INTERNAL. */
+void cli_resp_on_close(struct cli_resp *r, uint32_t h2_error);
+
+/* After on_close with status OK: take the payload (ownership passes to the
+ * caller; free() it). May be NULL with len 0 for an empty message. */
+void cli_resp_take_payload(struct cli_resp *r, uint8_t **data, size_t *len);
+
+/* gRPC status for a non-200 HTTP status (grpc/doc/http-grpc-status-mapping). */
+int cli_http_to_grpc_status(int http_status);
+/* gRPC status for an HTTP/2 error code (RST_STREAM). */
+int cli_h2_error_to_grpc_status(uint32_t h2_error);
+
+#endif
