@@ -1,0 +1,801 @@
+/* test_consensus_transport.c - a 3-node raft cluster in one process and one
+ * uv loop over consensus/transport_tls (mutual TLS 1.3 on 127.0.0.1), plus
+ * rogue clients that must be refused without disturbing the cluster.
+ *
+ * Certificates are generated here (EC P-256): a cluster CA, peer certs with
+ * SAN URI warden://role/peer/n<id>, and for the negative cases a cert from a
+ * foreign CA, a cluster-CA cert with the wrong role, and a valid peer cert
+ * whose name does not match the raft id it claims.
+ *
+ * Every wait is bounded by one uv timer (TEST_DEADLINE_MS). On failure the
+ * test prints the phase, each node's state and FSM history. */
+#include <dirent.h>
+#include <sys/stat.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <openssl/ec.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
+#include <raft.h>
+#include <raft/uv.h>
+#include <uv.h>
+
+#include "consensus/transport_tls.h"
+#include "unit.h"
+
+#define N_NODES 3
+/* Whole-test bound; a healthy run takes about a second. */
+#define TEST_DEADLINE_MS 30000
+#define POLL_MS 20
+/* Entries applied before and after the rogue clients. */
+#define N_ENTRIES_FIRST 5
+#define N_ENTRIES_TOTAL 6
+/* raft 0.22.1 wants entry payloads padded to 8 bytes. */
+#define ENTRY_LEN 8
+#define FSM_HISTORY_MAX 32
+#define N_ROGUES 5
+
+enum phase { PH_ELECT, PH_REPLICATE, PH_ROGUES, PH_FINAL, PH_CLOSING, PH_DONE };
+
+struct node {
+    struct world *w;
+    raft_id id;
+    char address[32];
+    char dir[64];
+    struct raft_uv_transport transport;
+    struct raft_io io;
+    struct raft_fsm fsm;
+    struct raft raft;
+    unsigned n_applied;
+    raft_index idx[FSM_HISTORY_MAX];
+    char val[FSM_HISTORY_MAX][ENTRY_LEN + 1];
+    int closed;
+};
+
+enum rogue_kind {
+    ROGUE_FOREIGN_CA,   /* cert from another CA */
+    ROGUE_NO_CERT,      /* TLS without a client certificate */
+    ROGUE_WRONG_ROLE,   /* cluster CA, role admin */
+    ROGUE_WRONG_ID,     /* cluster CA, peer n9, claims id 1 */
+    ROGUE_PLAINTEXT,    /* raw raft_uv handshake bytes, no TLS */
+};
+
+struct rogue {
+    struct world *w;
+    enum rogue_kind kind;
+    struct raft_uv_transport t;
+    int t_init;
+    struct raft_uv_connect req;
+    uv_tcp_t tcp;             /* ROGUE_PLAINTEXT only */
+    uv_connect_t creq;
+    uv_write_t wreq;
+    uv_stream_t *stream;
+    char inject[64];
+    int connect_status;
+    int got_eof;
+    int done;
+};
+
+struct world {
+    uv_loop_t loop;
+    uv_timer_t deadline;
+    uv_timer_t poll;
+    enum phase phase;
+    int timed_out;
+    struct node nodes[N_NODES];
+    struct raft_apply applies[N_ENTRIES_TOTAL];
+    int apply_status[N_ENTRIES_TOTAL];
+    unsigned n_proposed, n_apply_cb;
+    struct rogue rogues[N_ROGUES];
+    unsigned n_rogues_closed;
+    unsigned n_nodes_closed;
+    unsigned long refused_before, refused_after;
+    char certdir[64];
+    char readbuf[4096];
+};
+
+/* ---- certificates ----------------------------------------------------------- */
+
+static int add_ext(X509 *cert, X509 *issuer, int nid, const char *value)
+{
+    X509V3_CTX v;
+    X509_EXTENSION *ext;
+    X509V3_set_ctx_nodb(&v);
+    X509V3_set_ctx(&v, issuer, cert, NULL, NULL, 0);
+    ext = X509V3_EXT_conf_nid(NULL, &v, nid, value);
+    if (ext == NULL)
+        return -1;
+    X509_add_ext(cert, ext, -1);
+    X509_EXTENSION_free(ext);
+    return 0;
+}
+
+/* Self-signed CA when issuer is NULL; otherwise a leaf signed by issuer. */
+static X509 *make_cert(EVP_PKEY *key, const char *cn, const char *uri,
+                       X509 *issuer, EVP_PKEY *issuer_key, long serial)
+{
+    X509 *x = X509_new();
+    X509_NAME *name;
+    int ok = 1;
+
+    X509_set_version(x, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), serial);
+    X509_gmtime_adj(X509_getm_notBefore(x), -3600);
+    X509_gmtime_adj(X509_getm_notAfter(x), 86400);
+    X509_set_pubkey(x, key);
+    name = X509_get_subject_name(x);
+    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+                               (const unsigned char *)cn, -1, -1, 0);
+    X509_set_issuer_name(x, issuer ? X509_get_subject_name(issuer) : name);
+    if (issuer == NULL) {
+        ok &= add_ext(x, x, NID_basic_constraints, "critical,CA:TRUE") == 0;
+        ok &= add_ext(x, x, NID_key_usage, "critical,keyCertSign,cRLSign") == 0;
+        ok &= add_ext(x, x, NID_subject_key_identifier, "hash") == 0;
+    } else {
+        ok &= add_ext(x, issuer, NID_basic_constraints, "critical,CA:FALSE") == 0;
+        ok &= add_ext(x, issuer, NID_key_usage, "critical,digitalSignature") == 0;
+        ok &= add_ext(x, issuer, NID_ext_key_usage, "serverAuth,clientAuth") == 0;
+        ok &= add_ext(x, issuer, NID_authority_key_identifier, "keyid") == 0;
+    }
+    if (uri != NULL) {
+        char san[128];
+        snprintf(san, sizeof san, "URI:%s", uri);
+        ok &= add_ext(x, issuer ? issuer : x, NID_subject_alt_name, san) == 0;
+    }
+    ok &= X509_sign(x, issuer_key ? issuer_key : key, EVP_sha256()) > 0;
+    if (!ok) {
+        X509_free(x);
+        return NULL;
+    }
+    return x;
+}
+
+static int write_pem(const char *dir, const char *base, X509 *cert, EVP_PKEY *key)
+{
+    char path[128];
+    FILE *f;
+    int ok = 1;
+
+    snprintf(path, sizeof path, "%s/%s.pem", dir, base);
+    if ((f = fopen(path, "w")) == NULL)
+        return -1;
+    ok &= PEM_write_X509(f, cert) == 1;
+    fclose(f);
+    if (key != NULL) {
+        snprintf(path, sizeof path, "%s/%s-key.pem", dir, base);
+        if ((f = fopen(path, "w")) == NULL)
+            return -1;
+        ok &= PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL) == 1;
+        fclose(f);
+    }
+    return ok ? 0 : -1;
+}
+
+/* A CA named ca_base, and leaves base=uri signed by it. */
+static int make_pki(const char *dir, const char *ca_base,
+                    const char *const *bases, const char *const *uris, int n)
+{
+    EVP_PKEY *ca_key = EVP_EC_gen("P-256");
+    X509 *ca = ca_key ? make_cert(ca_key, ca_base, NULL, NULL, NULL, 1) : NULL;
+    int rv = -1;
+
+    if (ca == NULL || write_pem(dir, ca_base, ca, NULL) != 0)
+        goto out;
+    for (int i = 0; i < n; i++) {
+        EVP_PKEY *k = EVP_EC_gen("P-256");
+        X509 *x = k ? make_cert(k, bases[i], uris[i], ca, ca_key, 100 + i) : NULL;
+        int bad = x == NULL || write_pem(dir, bases[i], x, k) != 0;
+        X509_free(x);
+        EVP_PKEY_free(k);
+        if (bad)
+            goto out;
+    }
+    rv = 0;
+out:
+    X509_free(ca);
+    EVP_PKEY_free(ca_key);
+    return rv;
+}
+
+static SSL_CTX *ctx_for(struct world *w, const char *ca, const char *base)
+{
+    char cap[128], cert[128], key[128];
+    SSL_CTX *ctx = NULL;
+    struct werr e;
+
+    snprintf(cap, sizeof cap, "%s/%s.pem", w->certdir, ca);
+    snprintf(cert, sizeof cert, "%s/%s.pem", w->certdir, base);
+    snprintf(key, sizeof key, "%s/%s-key.pem", w->certdir, base);
+    if (consensus_tls_ctx_new(cap, cert, key, &ctx, &e) != 0) {
+        fprintf(stderr, "ctx %s: %s\n", base, e.msg);
+        return NULL;
+    }
+    return ctx;
+}
+
+/* Peer ids are bound to certificate names: server id N must present
+ * warden://role/peer/nN. */
+static int authorize_by_name(void *arg, raft_id id, const struct principal *p)
+{
+    char want[PRINCIPAL_NAME_MAX + 1];
+    (void)arg;
+    snprintf(want, sizeof want, "n%llu", id);
+    return strcmp(want, p->name) == 0;
+}
+
+/* ---- FSM -------------------------------------------------------------------- */
+
+static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
+                     void **result)
+{
+    struct node *n = fsm->data;
+    *result = NULL;
+    if (n->n_applied >= FSM_HISTORY_MAX || buf->len != ENTRY_LEN)
+        return RAFT_INVALID;
+    n->idx[n->n_applied] = raft_last_applied(&n->raft) + 1;
+    memcpy(n->val[n->n_applied], buf->base, ENTRY_LEN);
+    n->val[n->n_applied][ENTRY_LEN] = '\0';
+    n->n_applied++;
+    return 0;
+}
+
+static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
+                        unsigned *n_bufs)
+{
+    (void)fsm;
+    (void)bufs;
+    (void)n_bufs;
+    return RAFT_INVALID;
+}
+
+static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
+{
+    (void)fsm;
+    (void)buf;
+    return RAFT_INVALID;
+}
+
+/* ---- driver ----------------------------------------------------------------- */
+
+static void handle_closed_cb(uv_handle_t *h)
+{
+    (void)h;
+}
+
+static void maybe_done(struct world *w)
+{
+    if (w->phase != PH_CLOSING || w->n_nodes_closed < N_NODES ||
+        w->n_rogues_closed < N_ROGUES)
+        return;
+    w->phase = PH_DONE;
+    uv_close((uv_handle_t *)&w->deadline, handle_closed_cb);
+    uv_close((uv_handle_t *)&w->poll, handle_closed_cb);
+}
+
+static void node_closed_cb(struct raft *r)
+{
+    struct node *n = r->data;
+    raft_uv_close(&n->io);
+    consensus_tls_transport_close(&n->transport);
+    n->closed = 1;
+    n->w->n_nodes_closed++;
+    maybe_done(n->w);
+}
+
+static void rogue_transport_closed_cb(struct raft_uv_transport *t)
+{
+    struct rogue *g = t->data;
+    consensus_tls_transport_close(t);
+    g->w->n_rogues_closed++;
+    maybe_done(g->w);
+}
+
+static void rogue_finish(struct rogue *g)
+{
+    if (g->done)
+        return;
+    g->done = 1;
+    if (g->kind == ROGUE_PLAINTEXT) {
+        g->w->n_rogues_closed++;
+        return; /* tcp handle closed by the caller */
+    }
+    g->t.close(&g->t, rogue_transport_closed_cb);
+}
+
+static void begin_close(struct world *w)
+{
+    if (w->phase >= PH_CLOSING)
+        return;
+    w->phase = PH_CLOSING;
+    uv_timer_stop(&w->poll);
+    uv_timer_stop(&w->deadline);
+    for (int i = 0; i < N_ROGUES; i++) {
+        struct rogue *g = &w->rogues[i];
+        if (!g->t_init && g->kind != ROGUE_PLAINTEXT) {
+            g->done = 1;
+            w->n_rogues_closed++;
+        } else if (!g->done) {
+            /* Still running at deadline: tear down what we own. */
+            if (g->stream != NULL) {
+                uv_close((uv_handle_t *)g->stream, (uv_close_cb)raft_free);
+                g->stream = NULL;
+            }
+            if (g->kind == ROGUE_PLAINTEXT && !uv_is_closing((uv_handle_t *)&g->tcp))
+                uv_close((uv_handle_t *)&g->tcp, handle_closed_cb);
+            rogue_finish(g);
+        }
+    }
+    for (int i = 0; i < N_NODES; i++)
+        raft_close(&w->nodes[i].raft, node_closed_cb);
+    maybe_done(w);
+}
+
+static void apply_cb(struct raft_apply *req, int status, void *result)
+{
+    struct world *w = req->data;
+    (void)result;
+    w->apply_status[req - w->applies] = status;
+    w->n_apply_cb++;
+}
+
+static struct node *leader_of(struct world *w)
+{
+    for (int i = 0; i < N_NODES; i++)
+        if (raft_state(&w->nodes[i].raft) == RAFT_LEADER)
+            return &w->nodes[i];
+    return NULL;
+}
+
+static int propose(struct world *w, struct node *leader)
+{
+    struct raft_buffer buf;
+    unsigned k = w->n_proposed;
+    char v[ENTRY_LEN + 1];
+    int rv;
+
+    buf.len = ENTRY_LEN;
+    buf.base = raft_calloc(1, ENTRY_LEN);
+    if (buf.base == NULL)
+        return RAFT_NOMEM;
+    snprintf(v, sizeof v, "entry%03u", k);
+    memcpy(buf.base, v, ENTRY_LEN);
+    w->applies[k].data = w;
+    rv = raft_apply(&leader->raft, &w->applies[k], &buf, 1, apply_cb);
+    if (rv != 0) {
+        fprintf(stderr, "raft_apply: %s\n", raft_errmsg(&leader->raft));
+        return rv;
+    }
+    w->n_proposed++;
+    return 0;
+}
+
+static int all_applied(struct world *w, unsigned n)
+{
+    for (int i = 0; i < N_NODES; i++)
+        if (w->nodes[i].n_applied < n)
+            return 0;
+    return w->n_apply_cb >= n;
+}
+
+static unsigned long refused_total(struct world *w)
+{
+    unsigned long sum = 0;
+    for (int i = 0; i < N_NODES; i++)
+        sum += consensus_tls_transport_refused(&w->nodes[i].transport);
+    return sum;
+}
+
+/* ---- rogues ----------------------------------------------------------------- */
+
+static void rogue_alloc_cb(uv_handle_t *h, size_t s, uv_buf_t *buf)
+{
+    struct rogue *g = h->data;
+    (void)s;
+    *buf = uv_buf_init(g->w->readbuf, sizeof g->w->readbuf);
+}
+
+static void rogue_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct rogue *g = s->data;
+    (void)buf;
+    if (nread >= 0)
+        return; /* anything the node says back is ignored */
+    g->got_eof = 1;
+    if (g->kind == ROGUE_PLAINTEXT) {
+        uv_close((uv_handle_t *)&g->tcp, handle_closed_cb);
+    } else {
+        uv_close((uv_handle_t *)g->stream, (uv_close_cb)raft_free);
+        g->stream = NULL;
+    }
+    rogue_finish(g);
+}
+
+static void rogue_write_cb(uv_write_t *w, int status)
+{
+    (void)w;
+    (void)status;
+}
+
+/* A forged raft_uv handshake claiming id 1 followed by bytes that would be a
+ * message preamble: if anything of this reached raft, it would show up. */
+static void rogue_fill_inject(struct rogue *g)
+{
+    unsigned char *p = (unsigned char *)g->inject;
+    const char *addr = "127.0.0.1:1";
+    memset(g->inject, 0, sizeof g->inject);
+    p[0] = 1;          /* protocol */
+    p[8] = 1;          /* server id 1 */
+    p[16] = 16;        /* address length */
+    memcpy(p + 24, addr, strlen(addr));
+    p[40] = 1;         /* message type AppendEntries */
+    p[48] = 8;         /* header length */
+}
+
+static void rogue_start_io(struct rogue *g, uv_stream_t *s, size_t off,
+                           size_t n)
+{
+    uv_buf_t b = uv_buf_init(g->inject + off, (unsigned)n);
+    s->data = g;
+    uv_write(&g->wreq, s, &b, 1, rogue_write_cb);
+    uv_read_start(s, rogue_alloc_cb, rogue_read_cb);
+}
+
+static void rogue_connect_cb(struct raft_uv_connect *req, uv_stream_t *stream,
+                             int status)
+{
+    struct rogue *g = req->data;
+    g->connect_status = status;
+    if (status != 0) {
+        rogue_finish(g); /* refused before TLS completed on our side */
+        return;
+    }
+    /* TLS 1.3: the client side finishes first; the server's verdict on our
+     * certificate arrives afterwards as an alert, i.e. EOF here. */
+    g->stream = stream;
+    rogue_fill_inject(g);
+    /* The transport already sent the raft handshake: a message preamble. */
+    rogue_start_io(g, stream, 40, 16);
+}
+
+static void rogue_tcp_connect_cb(uv_connect_t *req, int status)
+{
+    struct rogue *g = req->data;
+    g->connect_status = status;
+    if (status != 0) {
+        uv_close((uv_handle_t *)&g->tcp, handle_closed_cb);
+        rogue_finish(g);
+        return;
+    }
+    rogue_fill_inject(g);
+    rogue_start_io(g, (uv_stream_t *)&g->tcp, 0, 56);
+}
+
+static int rogue_start(struct world *w, struct rogue *g, enum rogue_kind kind,
+                       const char *target)
+{
+    struct consensus_tls_config cfg;
+    SSL_CTX *ctx = NULL;
+    raft_id claim = 7;
+    struct werr e;
+    int rv;
+
+    memset(g, 0, sizeof *g);
+    g->w = w;
+    g->kind = kind;
+    if (kind == ROGUE_PLAINTEXT) {
+        struct sockaddr_in sa;
+        const char *colon = strrchr(target, ':');
+        uv_ip4_addr("127.0.0.1", atoi(colon + 1), &sa);
+        uv_tcp_init(&w->loop, &g->tcp);
+        g->tcp.data = g;
+        g->creq.data = g;
+        return uv_tcp_connect(&g->creq, &g->tcp, (const struct sockaddr *)&sa,
+                              rogue_tcp_connect_cb);
+    }
+    switch (kind) {
+    case ROGUE_FOREIGN_CA: {
+        /* Foreign cert, but trusts the cluster CA so that the *server's*
+         * refusal is what is tested. */
+        char cap[128];
+        ctx = ctx_for(w, "evil-ca", "evil");
+        snprintf(cap, sizeof cap, "%s/ca.pem", w->certdir);
+        if (ctx != NULL)
+            SSL_CTX_load_verify_locations(ctx, cap, NULL);
+        claim = 2;
+        break;
+    }
+    case ROGUE_NO_CERT: {
+        char cap[128];
+        ctx = SSL_CTX_new(TLS_method());
+        snprintf(cap, sizeof cap, "%s/ca.pem", w->certdir);
+        SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
+        SSL_CTX_load_verify_locations(ctx, cap, NULL);
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+        claim = 2;
+        break;
+    }
+    case ROGUE_WRONG_ROLE:
+        ctx = ctx_for(w, "ca", "admin");
+        claim = 2;
+        break;
+    case ROGUE_WRONG_ID:
+        ctx = ctx_for(w, "ca", "n9");
+        claim = 1; /* n9 may not speak as server 1 */
+        break;
+    default:
+        return -1;
+    }
+    if (ctx == NULL)
+        return -1;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.ctx = ctx;
+    rv = consensus_tls_transport_init(&g->t, &w->loop, &cfg, &e);
+    SSL_CTX_free(ctx); /* the transport holds its own reference */
+    if (rv != 0)
+        return rv;
+    g->t.data = g;
+    g->t_init = 1;
+    if (g->t.init(&g->t, claim, "127.0.0.1:1") != 0)
+        return -1;
+    g->req.data = g;
+    return g->t.connect(&g->t, &g->req, 1, target, rogue_connect_cb);
+}
+
+static int rogues_done(struct world *w)
+{
+    for (int i = 0; i < N_ROGUES; i++)
+        if (!w->rogues[i].done)
+            return 0;
+    return 1;
+}
+
+/* ---- the phases --------------------------------------------------------------- */
+
+static void poll_cb(uv_timer_t *t)
+{
+    struct world *w = t->loop->data;
+    struct node *leader;
+
+    switch (w->phase) {
+    case PH_ELECT:
+        if ((leader = leader_of(w)) == NULL)
+            return;
+        while (w->n_proposed < N_ENTRIES_FIRST)
+            if (propose(w, leader) != 0)
+                return; /* leadership lost mid-way: retry next tick */
+        w->phase = PH_REPLICATE;
+        return;
+    case PH_REPLICATE:
+        if (!all_applied(w, N_ENTRIES_FIRST))
+            return;
+        w->refused_before = refused_total(w);
+        /* Rogues hit a follower and the leader alike. */
+        for (int i = 0; i < N_ROGUES; i++) {
+            const char *target = w->nodes[i % N_NODES].address;
+            if (rogue_start(w, &w->rogues[i], (enum rogue_kind)i, target) != 0) {
+                fprintf(stderr, "rogue %d failed to start\n", i);
+                begin_close(w);
+                return;
+            }
+        }
+        w->phase = PH_ROGUES;
+        return;
+    case PH_ROGUES:
+        if (!rogues_done(w))
+            return;
+        w->refused_after = refused_total(w);
+        if ((leader = leader_of(w)) == NULL)
+            return;
+        if (propose(w, leader) != 0)
+            return;
+        w->phase = PH_FINAL;
+        return;
+    case PH_FINAL:
+        if (all_applied(w, N_ENTRIES_TOTAL))
+            begin_close(w);
+        return;
+    default:
+        return;
+    }
+}
+
+static void deadline_cb(uv_timer_t *t)
+{
+    struct world *w = t->loop->data;
+    fprintf(stderr, "deadline %d ms hit in phase %d\n", TEST_DEADLINE_MS,
+            (int)w->phase);
+    w->timed_out = 1;
+    begin_close(w);
+}
+
+/* ---- setup and checks --------------------------------------------------------- */
+
+static int free_port(void)
+{
+    uv_loop_t loop;
+    uv_tcp_t tcp;
+    struct sockaddr_in a;
+    struct sockaddr_storage got;
+    int len = (int)sizeof got;
+    int port = -1;
+
+    if (uv_loop_init(&loop) != 0)
+        return -1;
+    uv_tcp_init(&loop, &tcp);
+    uv_ip4_addr("127.0.0.1", 0, &a);
+    if (uv_tcp_bind(&tcp, (const struct sockaddr *)&a, 0) == 0 &&
+        uv_tcp_getsockname(&tcp, (struct sockaddr *)&got, &len) == 0)
+        port = ntohs(((struct sockaddr_in *)&got)->sin_port);
+    uv_close((uv_handle_t *)&tcp, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+    return port;
+}
+
+static void rm_dir(const char *dir)
+{
+    char path[512];
+    struct dirent *de;
+    DIR *d = opendir(dir);
+
+    if (d == NULL)
+        return;
+    while ((de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        unlink(path);
+    }
+    closedir(d);
+    rmdir(dir);
+}
+
+static void dump(struct world *w)
+{
+    for (int i = 0; i < N_NODES; i++) {
+        struct node *n = &w->nodes[i];
+        fprintf(stderr, "node %llu %s applied %u refused %lu:", n->id,
+                n->address, n->n_applied,
+                n->closed ? 0ul : consensus_tls_transport_refused(&n->transport));
+        for (unsigned k = 0; k < n->n_applied; k++)
+            fprintf(stderr, " %llu=%s", n->idx[k], n->val[k]);
+        fprintf(stderr, "\n");
+    }
+    for (int i = 0; i < N_ROGUES; i++)
+        fprintf(stderr, "rogue %d: connect_status %d eof %d done %d\n", i,
+                w->rogues[i].connect_status, w->rogues[i].got_eof,
+                w->rogues[i].done);
+}
+
+static int node_setup(struct world *w, struct node *n, SSL_CTX *ctx,
+                      const struct raft_configuration *conf)
+{
+    struct consensus_tls_config cfg;
+    struct werr e;
+    int rv;
+
+    memset(&cfg, 0, sizeof cfg);
+    cfg.ctx = ctx;
+    cfg.authorize = authorize_by_name;
+    if (consensus_tls_transport_init(&n->transport, &w->loop, &cfg, &e) != 0) {
+        fprintf(stderr, "transport: %s\n", e.msg);
+        return -1;
+    }
+    if ((rv = raft_uv_init(&n->io, &w->loop, n->dir, &n->transport)) != 0) {
+        fprintf(stderr, "raft_uv_init: %s\n", raft_strerror(rv));
+        return -1;
+    }
+    raft_uv_set_auto_recovery(&n->io, false);
+    raft_uv_set_connect_retry_delay(&n->io, 100);
+    n->fsm.version = 1;
+    n->fsm.data = n;
+    n->fsm.apply = fsm_apply;
+    n->fsm.snapshot = fsm_snapshot;
+    n->fsm.restore = fsm_restore;
+    if ((rv = raft_init(&n->raft, &n->io, &n->fsm, n->id, n->address)) != 0) {
+        fprintf(stderr, "raft_init: %s\n", raft_errmsg(&n->raft));
+        return -1;
+    }
+    n->raft.data = n;
+    raft_set_election_timeout(&n->raft, 300);
+    raft_set_heartbeat_timeout(&n->raft, 50);
+    if ((rv = raft_bootstrap(&n->raft, conf)) != 0) {
+        fprintf(stderr, "raft_bootstrap: %s\n", raft_errmsg(&n->raft));
+        return -1;
+    }
+    if ((rv = raft_start(&n->raft)) != 0) {
+        fprintf(stderr, "raft_start: %s\n", raft_errmsg(&n->raft));
+        return -1;
+    }
+    return 0;
+}
+
+TEST(three_nodes_over_mutual_tls)
+{
+    static struct world w; /* large; off the stack */
+    static const char *const peers[] = {"n1", "n2", "n3", "n9", "admin"};
+    static const char *const peer_uris[] = {
+        "warden://role/peer/n1", "warden://role/peer/n2", "warden://role/peer/n3",
+        "warden://role/peer/n9", "warden://role/admin/admin"};
+    static const char *const evil[] = {"evil"};
+    static const char *const evil_uris[] = {"warden://role/peer/n2"};
+    struct raft_configuration conf;
+    SSL_CTX *ctxs[N_NODES] = {NULL};
+    char base[] = "/tmp/warden-tls-XXXXXX";
+    int ok_setup = 1;
+
+    memset(&w, 0, sizeof w);
+    CHECK(mkdtemp(base) != NULL);
+    snprintf(w.certdir, sizeof w.certdir, "%s", base);
+    CHECK_EQ_INT(make_pki(base, "ca", peers, peer_uris, 5), 0);
+    CHECK_EQ_INT(make_pki(base, "evil-ca", evil, evil_uris, 1), 0);
+
+    CHECK_EQ_INT(uv_loop_init(&w.loop), 0);
+    w.loop.data = &w;
+    uv_timer_init(&w.loop, &w.deadline);
+    uv_timer_init(&w.loop, &w.poll);
+
+    raft_configuration_init(&conf);
+    for (int i = 0; i < N_NODES; i++) {
+        struct node *n = &w.nodes[i];
+        int port = free_port();
+        n->w = &w;
+        n->id = (raft_id)(i + 1);
+        snprintf(n->address, sizeof n->address, "127.0.0.1:%d", port);
+        snprintf(n->dir, sizeof n->dir, "%s/node%d", base, i + 1);
+        mkdir(n->dir, 0700);
+        CHECK(port > 0);
+        CHECK_EQ_INT(raft_configuration_add(&conf, n->id, n->address, RAFT_VOTER), 0);
+    }
+    for (int i = 0; i < N_NODES && ok_setup; i++) {
+        char name[8];
+        snprintf(name, sizeof name, "n%d", i + 1);
+        ctxs[i] = ctx_for(&w, "ca", name);
+        ok_setup = ctxs[i] != NULL && node_setup(&w, &w.nodes[i], ctxs[i], &conf) == 0;
+        SSL_CTX_free(ctxs[i]);
+    }
+    raft_configuration_close(&conf);
+    CHECK(ok_setup);
+
+    uv_timer_start(&w.deadline, deadline_cb, TEST_DEADLINE_MS, 0);
+    uv_timer_start(&w.poll, poll_cb, POLL_MS, POLL_MS);
+    uv_run(&w.loop, UV_RUN_DEFAULT);
+
+    if (w.phase != PH_DONE || w.timed_out)
+        dump(&w);
+    CHECK_EQ_INT(w.phase, PH_DONE);
+    CHECK_EQ_INT(uv_loop_close(&w.loop), 0); /* no leaked handles */
+    for (int i = 0; i < N_NODES; i++)
+        rm_dir(w.nodes[i].dir);
+    rm_dir(base);
+
+    CHECK(!w.timed_out);
+    /* Every rogue was cut off: the node closed the connection on it (EOF) or
+     * its own handshake failed. */
+    for (int i = 0; i < N_ROGUES; i++)
+        CHECK(w.rogues[i].got_eof || w.rogues[i].connect_status != 0);
+    /* ...and each was refused by the node, not merely by itself. */
+    CHECK(w.refused_after - w.refused_before >= N_ROGUES);
+    /* All three FSMs applied the same entries at the same indexes, and no
+     * forged entry slipped in. */
+    for (unsigned k = 0; k < N_ENTRIES_TOTAL; k++) {
+        char want[ENTRY_LEN + 1];
+        snprintf(want, sizeof want, "entry%03u", k);
+        CHECK_EQ_INT(w.apply_status[k], 0);
+        for (int i = 0; i < N_NODES; i++) {
+            CHECK_EQ_STR(w.nodes[i].val[k], want);
+            CHECK_EQ_INT(w.nodes[i].idx[k], w.nodes[0].idx[k]);
+        }
+    }
+    for (int i = 0; i < N_NODES; i++)
+        CHECK_EQ_INT(w.nodes[i].n_applied, N_ENTRIES_TOTAL);
+}
+
+int main(void)
+{
+    RUN(three_nodes_over_mutual_tls);
+    return unit_done();
+}
