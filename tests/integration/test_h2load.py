@@ -58,7 +58,7 @@ class H2loadTest(wt.TestCase):
             port = wt.free_port()
             log = open(os.path.join(self.tmp, "socat.log"), "wb")
             self.socat = subprocess.Popen(
-                ["socat", "TCP-LISTEN:%d,bind=127.0.0.1,reuseaddr,fork" % port,
+                ["socat", "-d", "-d", "TCP-LISTEN:%d,bind=127.0.0.1,reuseaddr,fork" % port,
                  "OPENSSL:127.0.0.1:%d,cert=%s,key=%s,cafile=%s,verify=1"
                  % (self.server.port, cert, key, self.server.ca_path())],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log,
@@ -73,6 +73,13 @@ class H2loadTest(wt.TestCase):
                 os.killpg(self.socat.pid, signal.SIGKILL)
                 self.socat.wait(timeout=5)
         self.fail("socat bridge did not come up")
+
+    def socat_log(self):
+        try:
+            with open(os.path.join(self.tmp, "socat.log"), "rb") as f:
+                return f.read()[-8192:].decode(errors="replace")
+        except OSError as ex:
+            return repr(ex)
 
     def test_h2load_50k_health_checks(self):
         port = self.start_bridge()
@@ -93,7 +100,8 @@ class H2loadTest(wt.TestCase):
                       r"(\d+) failed, (\d+) errored, (\d+) timeout", out)
         self.assertIsNotNone(m, "cannot parse h2load output")
         total, started, done, ok, failed, errored, tmo = map(int, m.groups())
-        self.assertEqual((done, ok, failed, errored, tmo), (N_REQUESTS, N_REQUESTS, 0, 0, 0))
+        self.assertEqual((done, ok, failed, errored, tmo), (N_REQUESTS, N_REQUESTS, 0, 0, 0),
+                         "socat log:\n" + self.socat_log())
         m = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out)
         self.assertIsNotNone(m)
         self.assertEqual(int(m.group(1)), N_REQUESTS)

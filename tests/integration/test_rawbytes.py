@@ -261,14 +261,15 @@ class RawBytesTest(wt.TestCase):
         self.assertEqual(grpc_status(st), 3, describe(st))
 
     def test_no_message_at_all(self):
-        # A unary call needs exactly one request message.
+        # A unary call needs exactly one request message. Issue #2:
+        # malformed framing -> INVALID_ARGUMENT (INTERNAL tolerated, as
+        # grpc-java answers) or a stream reset.
         st = self.answer(CHECK, b"")
-        self.assertIn(grpc_status(st), (3, 13), describe(st))  # INVALID_ARGUMENT/INTERNAL
-        self.assertNotEqual(grpc_status(st), 0)
+        self.assertTrue(grpc_status(st) in (3, 13) or st.reset is not None, describe(st))
 
     def test_two_messages_on_unary(self):
         st = self.answer(CHECK, grpc_msg(b"") + grpc_msg(b""))
-        self.assertIn(grpc_status(st), (3, 13), describe(st))  # gRPC: unary gets one
+        self.assertTrue(grpc_status(st) in (3, 13) or st.reset is not None, describe(st))
 
     def test_garbage_protobuf(self):
         # Field 1 (string) claims 16 bytes, 3 follow: not a valid message.
