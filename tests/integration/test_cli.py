@@ -64,13 +64,13 @@ class CliTest(wt.TestCase):
 
     def ok(self, r):
         self.assertEqual(r.returncode, 0, "%s\nstdout=%s\nstderr=%s"
-                         % (r.cmdline, r.stdout.decode(errors="replace"),
+                         % (getattr(r, "cmdline", r.args), r.stdout.decode(errors="replace"),
                             r.stderr.decode(errors="replace")))
         return r
 
     def code(self, r, want):
         self.assertEqual(r.returncode, want, "%s\nstdout=%s\nstderr=%s"
-                         % (r.cmdline, r.stdout.decode(errors="replace"),
+                         % (getattr(r, "cmdline", r.args), r.stdout.decode(errors="replace"),
                             r.stderr.decode(errors="replace")))
 
     def enroll_args(self, did, key_hex, alg="ed25519", gateway="gw-cli",
