@@ -36,7 +36,9 @@
 /* raft 0.22.1 wants entry payloads padded to 8 bytes. */
 #define ENTRY_LEN 8
 #define FSM_HISTORY_MAX 32
-#define N_ROGUES 5
+#define N_ROGUES 6
+/* Nodes' handshake timeout here; the silent rogue must be dropped by it. */
+#define TEST_HANDSHAKE_TIMEOUT_MS 1000
 
 enum phase { PH_ELECT, PH_REPLICATE, PH_ROGUES, PH_FINAL, PH_CLOSING, PH_DONE };
 
@@ -61,6 +63,7 @@ enum rogue_kind {
     ROGUE_WRONG_ROLE,   /* cluster CA, role admin */
     ROGUE_WRONG_ID,     /* cluster CA, peer n9, claims id 1 */
     ROGUE_PLAINTEXT,    /* raw raft_uv handshake bytes, no TLS */
+    ROGUE_SILENT,       /* connects and says nothing */
 };
 
 struct rogue {
@@ -69,7 +72,7 @@ struct rogue {
     struct raft_uv_transport t;
     int t_init;
     struct raft_uv_connect req;
-    uv_tcp_t tcp;             /* ROGUE_PLAINTEXT only */
+    uv_tcp_t tcp;             /* ROGUE_PLAINTEXT and ROGUE_SILENT */
     uv_connect_t creq;
     uv_write_t wreq;
     uv_stream_t *stream;
@@ -298,7 +301,7 @@ static void rogue_finish(struct rogue *g)
     if (g->done)
         return;
     g->done = 1;
-    if (g->kind == ROGUE_PLAINTEXT) {
+    if (g->kind >= ROGUE_PLAINTEXT) {
         g->w->n_rogues_closed++;
         return; /* tcp handle closed by the caller */
     }
@@ -314,7 +317,7 @@ static void begin_close(struct world *w)
     uv_timer_stop(&w->deadline);
     for (int i = 0; i < N_ROGUES; i++) {
         struct rogue *g = &w->rogues[i];
-        if (!g->t_init && g->kind != ROGUE_PLAINTEXT) {
+        if (!g->t_init && g->kind < ROGUE_PLAINTEXT) {
             g->done = 1;
             w->n_rogues_closed++;
         } else if (!g->done) {
@@ -323,7 +326,7 @@ static void begin_close(struct world *w)
                 uv_close((uv_handle_t *)g->stream, (uv_close_cb)raft_free);
                 g->stream = NULL;
             }
-            if (g->kind == ROGUE_PLAINTEXT && !uv_is_closing((uv_handle_t *)&g->tcp))
+            if (g->kind >= ROGUE_PLAINTEXT && !uv_is_closing((uv_handle_t *)&g->tcp))
                 uv_close((uv_handle_t *)&g->tcp, handle_closed_cb);
             rogue_finish(g);
         }
@@ -404,7 +407,7 @@ static void rogue_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (nread >= 0)
         return; /* anything the node says back is ignored */
     g->got_eof = 1;
-    if (g->kind == ROGUE_PLAINTEXT) {
+    if (g->kind >= ROGUE_PLAINTEXT) {
         uv_close((uv_handle_t *)&g->tcp, handle_closed_cb);
     } else {
         uv_close((uv_handle_t *)g->stream, (uv_close_cb)raft_free);
@@ -469,6 +472,11 @@ static void rogue_tcp_connect_cb(uv_connect_t *req, int status)
         rogue_finish(g);
         return;
     }
+    if (g->kind == ROGUE_SILENT) {
+        g->tcp.data = g;
+        uv_read_start((uv_stream_t *)&g->tcp, rogue_alloc_cb, rogue_read_cb);
+        return;
+    }
     rogue_fill_inject(g);
     rogue_start_io(g, (uv_stream_t *)&g->tcp, 0, 56);
 }
@@ -485,7 +493,7 @@ static int rogue_start(struct world *w, struct rogue *g, enum rogue_kind kind,
     memset(g, 0, sizeof *g);
     g->w = w;
     g->kind = kind;
-    if (kind == ROGUE_PLAINTEXT) {
+    if (kind >= ROGUE_PLAINTEXT) {
         struct sockaddr_in sa;
         const char *colon = strrchr(target, ':');
         uv_ip4_addr("127.0.0.1", atoi(colon + 1), &sa);
@@ -680,6 +688,7 @@ static int node_setup(struct world *w, struct node *n, SSL_CTX *ctx,
     memset(&cfg, 0, sizeof cfg);
     cfg.ctx = ctx;
     cfg.authorize = authorize_by_name;
+    cfg.handshake_timeout_ms = TEST_HANDSHAKE_TIMEOUT_MS;
     if (consensus_tls_transport_init(&n->transport, &w->loop, &cfg, &e) != 0) {
         fprintf(stderr, "transport: %s\n", e.msg);
         return -1;
