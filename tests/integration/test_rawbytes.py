@@ -491,6 +491,12 @@ class GoawayOnSigtermTest(wt.TestCase):
             self.assertIsNotNone(c.terminated, "no GOAWAY after SIGTERM (closed=%s)" % c.closed)
             self.assertEqual(c.terminated, 0, "GOAWAY code should be NO_ERROR")
             c.pump_until(lambda: c.closed, timeout=wt.STOP_TIMEOUT_S)
+            self.assertTrue(c.closed, "connection not closed after the drain")
+            # server/node.h shutdown order: health goes NOT_SERVING first and
+            # Watch streams get it, then the stream ends (no hang).
+            self.assertIn(b"\x00\x00\x00\x00\x02\x08\x02", st.data,
+                          "Watch did not see NOT_SERVING: " + describe(st))
+            self.assertTrue(st.ended, "Watch stream not ended: " + describe(st))
             rc = s.wait(wt.STOP_TIMEOUT_S)
             self.assertEqual(rc, 0)
             c.close()
