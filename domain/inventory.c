@@ -547,7 +547,7 @@ int inv_list(struct inv *inv, struct store_txn *t,
         return werr_set(e, WERR_INVALID, "page_size %u exceeds the maximum %d",
                         req->page_size, INV_PAGE_SIZE_MAX);
     }
-    struct filter f;
+    struct filter f = {0};
     if ((rc = check_filter(req, &f, e)) != 0) {
         return rc;
     }
