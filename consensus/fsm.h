@@ -1,0 +1,93 @@
+/* fsm.h - warden's replicated state machine: applies committed Raft entries
+ * (warden.v1.Command) to LMDB, exactly once.
+ *
+ * Pure over LMDB: no raft types, no clock, no randomness, no network, so it
+ * is tested deterministically without processes or sockets
+ * (tests/unit/test_consensus_fsm.c). consensus/node.c adapts it to
+ * struct raft_fsm.
+ *
+ * Exactly once (issue 3):
+ *   - each apply runs in ONE write txn that also stores the applied index
+ *     (and the cluster time and the idempotency record), so the command's
+ *     effects and the index commit together or not at all;
+ *   - an entry whose index is <= the stored applied index is skipped (Raft
+ *     re-applies entries after the last snapshot on every restart);
+ *   - the applied index is inside every snapshot (it lives in the LMDB env
+ *     that the snapshot copies); restore is skipped when LMDB is newer, and
+ *     otherwise goes to a temporary env that is renamed into place.
+ *
+ * Idempotency: a command carrying idempotency_key records
+ * (principal, key) -> CommandResult; a later command with the same
+ * (principal, key) within WFSM_IDEM_WINDOW entries returns the stored result
+ * without applying again. The window is counted in log entries, never in
+ * seconds, so it is the same on every node.
+ *
+ * Lifetimes: the store and inv handles returned by wfsm_store()/wfsm_inv()
+ * are borrowed and become invalid after wfsm_restore() or wfsm_close(). */
+#ifndef WARDEN_CONSENSUS_FSM_H
+#define WARDEN_CONSENSUS_FSM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "warden/v1/command.pb-c.h"
+
+#include "../common/err.h"
+
+struct store;
+struct inv;
+struct wfsm;
+
+/* Idempotency window, in log entries. */
+#define WFSM_IDEM_WINDOW 100000u
+/* Largest encoded command accepted by apply/encode (the gRPC message cap
+ * plus envelope). */
+#define WFSM_CMD_MAX ((size_t)(4u << 20) + 4096u)
+/* raft 0.22 requires entry lengths to be multiples of 8 (docs/consensus.md). */
+#define WFSM_ENTRY_ALIGN 8u
+
+struct wfsm_result {
+    int code;                 /* 0 or WERR_* of the command itself */
+    char msg[WERR_MSG_MAX];
+    uint8_t *resp;            /* packed response message; owned, may be NULL */
+    size_t resp_len;
+    int skipped;              /* 1: index <= applied index, nothing done */
+    int replayed;             /* 1: idempotency hit, stored result returned */
+};
+void wfsm_result_free(struct wfsm_result *r);
+
+/* Open (creating) the LMDB env at db_dir and the domain modules over it.
+ * map_size 0 = default. *out owned by the caller until wfsm_close(). */
+int wfsm_open(struct wfsm **out, const char *db_dir, size_t map_size,
+              struct werr *e);
+void wfsm_close(struct wfsm *f);
+
+struct store *wfsm_store(struct wfsm *f);
+struct inv *wfsm_inv(struct wfsm *f);
+uint64_t wfsm_applied_index(const struct wfsm *f);
+uint64_t wfsm_cluster_time(const struct wfsm *f);
+
+/* Encode a command as a Raft entry payload: a 4-byte big-endian length, the
+ * packed Command, zero padding to WFSM_ENTRY_ALIGN. *buf is malloc'd and
+ * owned by the caller. */
+int wfsm_cmd_encode(const Warden__V1__Command *cmd, uint8_t **buf,
+                    size_t *len, struct werr *e);
+
+/* Apply the committed entry at `index`. The command's own failure (e.g.
+ * validation, ALREADY_EXISTS) is a result, not an error: it returns 0 with
+ * res->code set, and the applied index still advances. A negative return
+ * means the store failed (I/O, full, corrupt): the node must stop applying.
+ * res is filled on 0 and must be freed with wfsm_result_free(). */
+int wfsm_apply(struct wfsm *f, uint64_t index, const void *buf, size_t len,
+               struct wfsm_result *res, struct werr *e);
+
+/* Snapshot: a consistent compacted copy of the env (it includes the applied
+ * index). *buf malloc'd, owned by the caller. */
+int wfsm_snapshot(struct wfsm *f, uint8_t **buf, size_t *len, struct werr *e);
+/* Restore from snapshot bytes: if the snapshot's applied index <= the
+ * current applied index, do nothing (*skipped = 1). Otherwise write a temp
+ * env, fsync, rename it over the live one and reopen. */
+int wfsm_restore(struct wfsm *f, const uint8_t *buf, size_t len, int *skipped,
+                 struct werr *e);
+
+#endif
