@@ -267,12 +267,23 @@ static int queue_msg(struct grpc_call *c, const ProtobufCMessage *msg,
     }
     size_t need = pending + GRPC_FRAME_HDR_LEN + size;
     if (need > c->out_cap) {
-        uint8_t *nb = realloc(c->out, need);
+        /* Geometric growth: many small streamed messages must not cost a
+         * copy of the whole queue each. Never past the bound that let this
+         * message in (GRPC_STREAM_OUT_MAX, or one message of max_msg). */
+        size_t cap = c->out_cap ? c->out_cap * 2 : 1024;
+        while (cap < need) {
+            cap *= 2;
+        }
+        size_t bound = need > GRPC_STREAM_OUT_MAX ? need : GRPC_STREAM_OUT_MAX;
+        if (cap > bound) {
+            cap = bound;
+        }
+        uint8_t *nb = realloc(c->out, cap);
         if (nb == NULL) {
             return WERR_NOMEM;
         }
         c->out = nb;
-        c->out_cap = need;
+        c->out_cap = cap;
     }
     grpc_frame_hdr_encode(c->out + c->out_len, 0, (uint32_t)size);
     (void)protobuf_c_message_pack(msg, c->out + c->out_len + GRPC_FRAME_HDR_LEN);
