@@ -68,9 +68,11 @@ static int local_next(struct svc_ctx *ctx, struct store_txn *t,
                       struct dom_ctx *dc, struct werr *e)
 {
     unsigned dbi;
-    int rc = store_dbi(ctx->store, LOCAL_DB, &dbi, e);
+    /* Opened by svc_inventory_register(); store_dbi() here could wait on
+     * the writer lock that t itself holds. */
+    int rc = store_dbi_find(ctx->store, LOCAL_DB, &dbi);
     if (rc != 0) {
-        return rc;
+        return werr_set(e, WERR_INTERNAL, "database %s not opened", LOCAL_DB);
     }
     uint64_t index = 0, time_ms = 0;
     struct store_val v;
@@ -247,7 +249,7 @@ int svc_inventory_register(struct grpc_router *r, struct svc_ctx *ctx,
                         "svc_inventory_register: store and inv are required");
     }
     /* Open the local-counter database now, at start-up, as store_dbi()
-     * requires; handlers then hit its cache. */
+     * requires; handlers find it with store_dbi_find(). */
     unsigned dbi;
     int rc = store_dbi(ctx->store, LOCAL_DB, &dbi, e);
     if (rc != 0) {

@@ -37,14 +37,30 @@ struct store_txn {
     MDB_txn *txn;
     int write;
     int poisoned;            /* code of the failure that poisoned it, or 0 */
-    unsigned open_cursors;   /* must be 0 at commit/abort (store.h) */
+    unsigned open_cursors;   /* must be 0 at commit (store.h) */
+    struct store_cursor *cursors; /* open cursors, closed at txn end */
 };
 
 struct store_cursor {
     struct store_txn *t;
     MDB_cursor *cur;
     unsigned dbi;
+    struct store_cursor *next;
 };
+
+/* Close cursors the caller left open, before the txn ends: LMDB frees
+ * write-txn cursors itself but not read-txn ones, and our wrappers would
+ * leak either way. */
+static void txn_close_cursors(struct store_txn *t)
+{
+    while (t->cursors != NULL) {
+        struct store_cursor *c = t->cursors;
+        t->cursors = c->next;
+        mdb_cursor_close(c->cur);
+        free(c);
+    }
+    t->open_cursors = 0;
+}
 
 /* Translate an LMDB return (MDB_* or errno) into a WERR code and message.
  * `what` names the operation for context. */
@@ -266,6 +282,17 @@ int store_dbi(struct store *s, const char *name, unsigned *dbi,
     return 0;
 }
 
+int store_dbi_find(const struct store *s, const char *name, unsigned *dbi)
+{
+    for (unsigned i = 0; i < s->ndbis; i++) {
+        if (strcmp(s->dbis[i].name, name) == 0) {
+            *dbi = s->dbis[i].dbi;
+            return 0;
+        }
+    }
+    return WERR_NOTFOUND;
+}
+
 int store_txn_begin(struct store *s, int write, struct store_txn **out,
                     struct werr *e)
 {
@@ -292,11 +319,13 @@ int store_txn_commit(struct store_txn *t, struct werr *e)
         rc = werr_set(e, WERR_ABORTED,
                       "store commit refused: txn failed earlier (%s); aborted",
                       werr_str(t->poisoned));
+        txn_close_cursors(t);
         mdb_txn_abort(t->txn);
         free(t);
         return rc;
     }
     if (t->open_cursors) {
+        txn_close_cursors(t);
         mdb_txn_abort(t->txn);
         free(t);
         return werr_set(e, WERR_INTERNAL,
@@ -317,6 +346,7 @@ void store_txn_abort(struct store_txn *t)
     if (t == NULL) {
         return;
     }
+    txn_close_cursors(t);
     mdb_txn_abort(t->txn);
     free(t);
 }
@@ -418,6 +448,8 @@ int store_cursor_open(struct store_txn *t, unsigned dbi,
     }
     c->t = t;
     c->dbi = dbi;
+    c->next = t->cursors;
+    t->cursors = c;
     t->open_cursors++;
     *out = c;
     return 0;
@@ -477,8 +509,15 @@ void store_cursor_close(struct store_cursor *c)
     if (c == NULL) {
         return;
     }
+    struct store_txn *t = c->t;
+    for (struct store_cursor **pp = &t->cursors; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == c) {
+            *pp = c->next;
+            break;
+        }
+    }
     mdb_cursor_close(c->cur);
-    c->t->open_cursors--;
+    t->open_cursors--;
     free(c);
 }
 

@@ -99,8 +99,16 @@ int store_copy(struct store *s, const char *dst_dir, struct werr *e);
  * Poisoning, precisely: WERR_NOTFOUND (get/del/seek/next) and WERR_EXISTS
  * (put with STORE_NOOVERWRITE) are answers and leave the txn usable. Any
  * other failure poisons it: later calls fail with WERR_ABORTED and
- * store_txn_commit() aborts and returns WERR_ABORTED. */
+ * store_txn_commit() aborts and returns WERR_ABORTED.
+ * Cursors left open when the txn ends: store_txn_abort() closes them;
+ * store_txn_commit() closes them too but aborts and returns WERR_INTERNAL
+ * (a forgotten cursor is a bug, and we do not commit on top of a bug). */
 
+/* Look up a database already opened with store_dbi(), without starting a
+ * txn: safe to call while a write txn is open (store_dbi() on an unopened
+ * name would wait for LMDB's writer lock held by that txn). Returns 0 or
+ * WERR_NOTFOUND. */
+int store_dbi_find(const struct store *s, const char *name, unsigned *dbi);
 /* The code that poisoned t, or 0 if t is still usable. */
 int store_txn_failed(const struct store_txn *t);
 /* The directory the store was opened on; valid until store_close(). */

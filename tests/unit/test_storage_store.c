@@ -76,9 +76,12 @@ TEST(crud_and_count)
     unsigned a, b;
     CHECK_EQ_INT(store_dbi(s, "a", &a, &e), 0);
     CHECK_EQ_INT(store_dbi(s, "b", &b, &e), 0);
-    unsigned a2;
+    unsigned a2, a3 = 999;
     CHECK_EQ_INT(store_dbi(s, "a", &a2, &e), 0);
     CHECK_EQ_INT(a, a2);
+    CHECK_EQ_INT(store_dbi_find(s, "a", &a3), 0);
+    CHECK_EQ_INT(a3, a);
+    CHECK_EQ_INT(store_dbi_find(s, "never", &a3), WERR_NOTFOUND);
     CHECK(a != b);
 
     CHECK_EQ_INT(put_str(s, a, "k1", "v1"), 0);
@@ -151,6 +154,15 @@ TEST(cursor_order_and_seek)
     CHECK_EQ_INT(store_cursor_seek(c, "z", 1, &k, &v, &e), WERR_NOTFOUND);
     store_cursor_close(c);
     store_txn_abort(t);
+
+    /* a cursor left open at commit: refused, and nothing is committed */
+    CHECK_EQ_INT(store_txn_begin(s, 1, &t, &e), 0);
+    CHECK_EQ_INT(store_put(t, d, "f", 1, "f", 1, 0, &e), 0);
+    CHECK_EQ_INT(store_cursor_open(t, d, &c, &e), 0);
+    CHECK_EQ_INT(store_txn_commit(t, &e), WERR_INTERNAL);
+    CHECK(strstr(e.msg, "open cursors") != NULL);
+    char buf[4];
+    CHECK_EQ_INT(get_str(s, d, "f", buf, sizeof buf), WERR_NOTFOUND);
     store_close(s);
 }
 
