@@ -295,6 +295,7 @@ static int write_all(struct cli_client *c, const uint8_t *data, size_t len,
 {
     while (len > 0) {
         int chunk = len > (1u << 30) ? (1 << 30) : (int)len;
+        errno = 0;
         int n = SSL_write(c->ssl, data, chunk);
         if (n <= 0) {
             char buf[160];
@@ -350,6 +351,7 @@ static int tls_handshake(struct cli_client *c, const char *host,
         return st_set(st, GRPC_STATUS_INVALID_ARGUMENT,
                       "TLS: cannot verify against host \"%s\"", host);
     }
+    errno = 0;
     if (SSL_connect(c->ssl) != 1) {
         long vr = SSL_get_verify_result(c->ssl);
         if (vr != X509_V_OK) {
@@ -554,6 +556,7 @@ static int pump_read(struct cli_client *c, uint64_t deadline,
     }
     /* A record that arrives only in part must not block past the deadline. */
     set_io_timeout(c->fd, remaining_ms(deadline));
+    errno = 0;
     int n = SSL_read(c->ssl, buf, sizeof buf);
     if (n <= 0) {
         int err = SSL_get_error(c->ssl, n);

@@ -160,7 +160,7 @@ static int cmd_list(const struct cli_args *a, struct cli_client *c, FILE *out,
     Warden__V1__ListDevicesResponse *pages[CLI_LIST_MAX_PAGES];
     size_t npages = 0, ndev = 0;
     const char *token = a->page_token ? a->page_token : "";
-    int rc = 0;
+    int rc = 0, limited = 0;
     for (;;) {
         req.page_token = (char *)token;
         ProtobufCMessage *m = NULL;
@@ -177,10 +177,11 @@ static int cmd_list(const struct cli_args *a, struct cli_client *c, FILE *out,
         }
         if (npages == CLI_LIST_MAX_PAGES) {
             rc = GRPC_STATUS_RESOURCE_EXHAUSTED;
+            limited = 1;
             break;
         }
     }
-    if (npages > 0 && (rc == 0 || rc == GRPC_STATUS_RESOURCE_EXHAUSTED)) {
+    if (npages > 0 && (rc == 0 || limited)) {
         Warden__V1__Device **devs = malloc((ndev ? ndev : 1) * sizeof *devs);
         if (devs == NULL) {
             rc = report(err, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
@@ -194,7 +195,7 @@ static int cmd_list(const struct cli_args *a, struct cli_client *c, FILE *out,
             cli_fmt_devices(out, devs, k, token, a->json);
             free(devs);
         }
-        if (rc == GRPC_STATUS_RESOURCE_EXHAUSTED) {
+        if (limited) {
             char msg[160];
             snprintf(msg, sizeof msg,
                      "--all stopped after %u pages; continue with --page-token",
