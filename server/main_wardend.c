@@ -1,0 +1,211 @@
+/* main_wardend.c - wardend: flags, then one node on the default loop.
+ *
+ * Exit codes: 0 after a graceful shutdown (SIGTERM/SIGINT), 2 for a usage or
+ * configuration error, 1 for any other start-up failure. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <uv.h>
+
+#include "../common/log.h"
+#include "node.h"
+
+/* Bounds on numeric flags: keep operators from configuring something the
+ * process cannot honour (a 0-byte message cap, a week-long drain). */
+#define MAX_MSG_BYTES_MIN ((size_t)1024)
+#define MAX_MSG_BYTES_MAX ((size_t)64 << 20) /* nghttp2 windows and memory */
+#define SHUTDOWN_GRACE_MS_MAX 600000u
+#define TIMEOUT_MS_MAX 86400000u
+#define MAX_CONNS_MAX 65536u
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: wardend [--dev] [options]\n"
+            "\n"
+            "  --dev                     development mode: generate (first start) or\n"
+            "                            reuse a CA, server and per-role client\n"
+            "                            certificates under DATA-DIR/dev-certs\n"
+            "  --data-dir DIR            state directory (default %s)\n"
+            "  --listen ADDR:PORT        listen address (default %s; [V6]:PORT for IPv6)\n"
+            "  --tls-cert FILE           server certificate chain (PEM; required without --dev)\n"
+            "  --tls-key FILE            server private key (PEM; required without --dev)\n"
+            "  --tls-ca FILE             CA for client certificates (PEM; required without --dev)\n"
+            "  --log-level LEVEL         debug|info|warn|error (default info)\n"
+            "  --max-msg-bytes N         largest gRPC message, both directions (default %zu)\n"
+            "  --shutdown-grace-ms N     drain budget on SIGTERM (default %u)\n"
+            "  --max-conns N             concurrent connections (default %u)\n"
+            "  --handshake-timeout-ms N  TLS handshake budget (default %u)\n"
+            "  --idle-timeout-ms N       close connections idle this long (default %u)\n"
+            "  -h, --help\n",
+            NODE_DATA_DIR_DEFAULT, NODE_LISTEN_DEFAULT, GRPC_MAX_MSG_DEFAULT,
+            NODE_SHUTDOWN_GRACE_MS_DEFAULT, NODE_MAX_CONNS_DEFAULT,
+            CONN_HANDSHAKE_TIMEOUT_MS_DEFAULT, CONN_IDLE_TIMEOUT_MS_DEFAULT);
+}
+
+static int parse_u64(const char *flag, const char *s, uint64_t min, uint64_t max,
+                     uint64_t *out)
+{
+    char *end = NULL;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || s[0] == '-' || v < min || v > max) {
+        char range[64];
+        snprintf(range, sizeof range, "%llu..%llu", (unsigned long long)min,
+                 (unsigned long long)max);
+        wlog(WLOG_ERROR, "bad flag value", "flag", flag, "value", s, "range", range,
+             NULL);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+enum {
+    OPT_DEV = 256,
+    OPT_DATA_DIR,
+    OPT_LISTEN,
+    OPT_TLS_CERT,
+    OPT_TLS_KEY,
+    OPT_TLS_CA,
+    OPT_LOG_LEVEL,
+    OPT_MAX_MSG,
+    OPT_GRACE,
+    OPT_MAX_CONNS,
+    OPT_HANDSHAKE,
+    OPT_IDLE,
+};
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"dev", no_argument, NULL, OPT_DEV},
+        {"data-dir", required_argument, NULL, OPT_DATA_DIR},
+        {"listen", required_argument, NULL, OPT_LISTEN},
+        {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+        {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+        {"tls-ca", required_argument, NULL, OPT_TLS_CA},
+        {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+        {"max-msg-bytes", required_argument, NULL, OPT_MAX_MSG},
+        {"shutdown-grace-ms", required_argument, NULL, OPT_GRACE},
+        {"max-conns", required_argument, NULL, OPT_MAX_CONNS},
+        {"handshake-timeout-ms", required_argument, NULL, OPT_HANDSHAKE},
+        {"idle-timeout-ms", required_argument, NULL, OPT_IDLE},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    struct node_config cfg;
+    node_config_defaults(&cfg);
+    uint64_t v;
+    int ch;
+    while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (ch) {
+        case OPT_DEV:
+            cfg.dev = 1;
+            break;
+        case OPT_DATA_DIR:
+            cfg.data_dir = optarg;
+            break;
+        case OPT_LISTEN:
+            cfg.listen = optarg;
+            break;
+        case OPT_TLS_CERT:
+            cfg.tls_cert = optarg;
+            break;
+        case OPT_TLS_KEY:
+            cfg.tls_key = optarg;
+            break;
+        case OPT_TLS_CA:
+            cfg.tls_ca = optarg;
+            break;
+        case OPT_LOG_LEVEL: {
+            enum wlog_level lvl;
+            if (wlog_level_parse(optarg, &lvl) != 0) {
+                wlog(WLOG_ERROR, "bad flag value", "flag", "--log-level", "value",
+                     optarg, "range", "debug|info|warn|error", NULL);
+                return 2;
+            }
+            wlog_set_level(lvl);
+            break;
+        }
+        case OPT_MAX_MSG:
+            if (parse_u64("--max-msg-bytes", optarg, MAX_MSG_BYTES_MIN,
+                          MAX_MSG_BYTES_MAX, &v) != 0) {
+                return 2;
+            }
+            cfg.max_msg = (size_t)v;
+            break;
+        case OPT_GRACE:
+            if (parse_u64("--shutdown-grace-ms", optarg, 0, SHUTDOWN_GRACE_MS_MAX, &v) != 0) {
+                return 2;
+            }
+            cfg.shutdown_grace_ms = v;
+            break;
+        case OPT_MAX_CONNS:
+            if (parse_u64("--max-conns", optarg, 1, MAX_CONNS_MAX, &v) != 0) {
+                return 2;
+            }
+            cfg.max_conns = (size_t)v;
+            break;
+        case OPT_HANDSHAKE:
+            if (parse_u64("--handshake-timeout-ms", optarg, 1, TIMEOUT_MS_MAX, &v) != 0) {
+                return 2;
+            }
+            cfg.handshake_timeout_ms = v;
+            break;
+        case OPT_IDLE:
+            if (parse_u64("--idle-timeout-ms", optarg, 1, TIMEOUT_MS_MAX, &v) != 0) {
+                return 2;
+            }
+            cfg.idle_timeout_ms = v;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        wlog(WLOG_ERROR, "unexpected argument", "arg", argv[optind], NULL);
+        usage(stderr);
+        return 2;
+    }
+
+    /* A peer that resets mid-write must give us EPIPE, not kill us. */
+    signal(SIGPIPE, SIG_IGN);
+
+    uv_loop_t *loop = uv_default_loop();
+    static struct node node; /* large (router, read buffer): not on the stack */
+    struct werr e;
+    werr_clear(&e);
+    int rc = node_init(&node, loop, &cfg, &e);
+    if (rc == 0) {
+        rc = node_start(&node, &e);
+        if (rc != 0) {
+            node_close(&node);
+        }
+    }
+    if (rc != 0) {
+        wlog(WLOG_ERROR, "wardend failed to start", "error", e.msg, "code",
+             werr_str(rc), NULL);
+        uv_loop_close(loop);
+        return rc == WERR_CONFIG ? 2 : 1;
+    }
+    uv_run(loop, UV_RUN_DEFAULT);
+    node_close(&node);
+    rc = uv_loop_close(loop);
+    if (rc != 0) {
+        /* A handle left open is a bug (libuv's test runner treats it so). */
+        wlog(WLOG_ERROR, "event loop closed with handles still open", "error",
+             uv_strerror(rc), NULL);
+        return 1;
+    }
+    wlog(WLOG_INFO, "wardend stopped", NULL);
+    return 0;
+}
