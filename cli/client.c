@@ -299,10 +299,22 @@ static int write_all(struct cli_client *c, const uint8_t *data, size_t len,
         int n = SSL_write(c->ssl, data, chunk);
         if (n <= 0) {
             char buf[160];
+            int wr_errno = errno;
+            ERR_clear_error();
+            /* In TLS 1.3 the server judges our certificate after our
+             * handshake finished, so its refusal (an alert) is usually
+             * what broke the write: read it for a better message. */
+            uint8_t junk[256];
+            set_io_timeout(c->fd, 100);
+            if (SSL_read(c->ssl, junk, sizeof junk) <= 0 &&
+                ERR_peek_last_error() != 0) {
+                return st_set(st, GRPC_STATUS_UNAVAILABLE,
+                              "%s refused the connection: %s", c->endpoint,
+                              ssl_reason(buf, sizeof buf, "TLS alert"));
+            }
+            ERR_clear_error();
             return st_set(st, GRPC_STATUS_UNAVAILABLE, "write to %s: %s",
-                          c->endpoint,
-                          ssl_reason(buf, sizeof buf,
-                                     errno ? strerror(errno) : "closed"));
+                          c->endpoint, wr_errno ? strerror(wr_errno) : "closed");
         }
         data += n;
         len -= (size_t)n;
