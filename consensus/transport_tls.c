@@ -388,7 +388,9 @@ static int conn_verify_peer(struct conn *c, char *why, size_t cap)
             goto out;
         }
         if (principal_parse_uri((const char *)s, (size_t)len, &c->peer, &e) != 0) {
-            snprintf(why, cap, "certificate principal: %s", e.msg);
+            /* why is bounded; a truncated reason is still a reason. */
+            if (snprintf(why, cap, "certificate principal: %s", e.msg) >= (int)cap)
+                why[cap - 1] = '\0';
             goto out;
         }
     }
