@@ -639,6 +639,8 @@ static void update_reading(struct conn *c)
     if (c->reading && c->wq_bytes >= max) {
         uv_read_stop((uv_stream_t *)&c->tcp);
         c->reading = 0;
+        wlog(WLOG_DEBUG, "backpressure: write queue full, reading paused",
+             "remote", c->remote, NULL);
     } else if (!c->reading && c->wq_bytes <= max / 2 &&
                (c->state == CONN_HANDSHAKE || serving(c))) {
         int rc = uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);

@@ -55,8 +55,8 @@ static int parse_listen(const char *s, struct sockaddr_storage *ss, struct werr 
     char *end = NULL;
     errno = 0;
     long port = strtol(colon + 1, &end, 10);
-    if (errno != 0 || end == colon + 1 || *end != '\0' || port < 1 || port > 65535) {
-        return werr_set(e, WERR_CONFIG, "--listen %s: port must be 1..65535", s);
+    if (errno != 0 || end == colon + 1 || *end != '\0' || port < 0 || port > 65535) {
+        return werr_set(e, WERR_CONFIG, "--listen %s: port must be 0..65535", s);
     }
     memset(ss, 0, sizeof *ss);
     if (uv_ip4_addr(host, (int)port, (struct sockaddr_in *)ss) == 0 ||
@@ -371,10 +371,12 @@ int node_start(struct node *n, struct werr *e)
     uv_prepare_start(&n->flush, flush_cb);
     n->state = NODE_RUNNING;
 
-    char maxc[24], maxm[24];
+    char maxc[24], maxm[24], port[8];
+    snprintf(port, sizeof port, "%d", node_port(n));
     snprintf(maxc, sizeof maxc, "%zu", n->cfg.max_conns);
     snprintf(maxm, sizeof maxm, "%zu", n->cfg.max_msg);
-    wlog(WLOG_INFO, "listening", "addr", n->cfg.listen, "data_dir", n->cfg.data_dir,
+    wlog(WLOG_INFO, "listening", "addr", n->cfg.listen, "port", port,
+         "data_dir", n->cfg.data_dir,
          "mode", n->cfg.dev ? "dev" : "production", "max_conns", maxc,
          "max_msg_bytes", maxm, NULL);
     if (n->cfg.dev) {
@@ -382,6 +384,19 @@ int node_start(struct node *n, struct werr *e)
     }
     svc_health_set(&n->svc, SVC_HEALTH_SERVING);
     return 0;
+}
+
+int node_port(const struct node *n)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    if (uv_tcp_getsockname(&n->listener, (struct sockaddr *)&ss, &len) != 0) {
+        return -1;
+    }
+    if (ss.ss_family == AF_INET) {
+        return ntohs(((const struct sockaddr_in *)&ss)->sin_port);
+    }
+    return ntohs(((const struct sockaddr_in6 *)&ss)->sin6_port);
 }
 
 void node_close(struct node *n)

@@ -44,7 +44,7 @@
 #define NODE_PATH_MAX 1024
 
 struct node_config {
-    const char *listen;          /* "ADDR:PORT" or "[V6]:PORT" */
+    const char *listen;          /* "ADDR:PORT" or "[V6]:PORT"; port 0 = any */
     const char *data_dir;
     int dev;                     /* generate/reuse DIR/dev-certs */
     const char *tls_cert;        /* required unless dev */
@@ -100,6 +100,9 @@ int node_init(struct node *n, uv_loop_t *loop, const struct node_config *cfg,
 int node_start(struct node *n, struct werr *e);
 /* Begin graceful shutdown (see above). Idempotent; a second call forces. */
 void node_stop(struct node *n);
+/* The bound TCP port (useful with --listen ADDR:0), or -1. Valid between
+ * node_init and the listener's close. */
+int node_port(const struct node *n);
 /* After uv_run returned: close the inventory and store, free TLS. */
 void node_close(struct node *n);
 
