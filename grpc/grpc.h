@@ -6,7 +6,28 @@
  * the whole layer unit-testable and fuzzable (fuzz/fuzz_grpc_conn.c).
  *
  * Wire protocol: gRPC's PROTOCOL-HTTP2.md. HTTP/2 is nghttp2 in
- * memory-buffer mode (nghttp2_session_mem_recv2 / mem_send2).
+ * memory-buffer mode (nghttp2_session_mem_recv / mem_send; the *2 variants
+ * arrived after the 1.52 we build against).
+ *
+ * How requests are refused (checked in this order, all before the body is
+ * decoded; "T-O" = Trailers-Only response, HTTP 200):
+ *   :method not POST                → HTTP 405
+ *   content-type not application/grpc[+...|;...] → HTTP 415 (PROTOCOL-HTTP2)
+ *   :path not in the router         → T-O UNIMPLEMENTED "unknown method <path>"
+ *   peer role not in method->roles  → T-O PERMISSION_DENIED
+ *   malformed grpc-timeout          → T-O INVALID_ARGUMENT (client's fault;
+ *                                     grpc-go says INTERNAL)
+ * and while reading the body:
+ *   prefix announces > max_msg      → RESOURCE_EXHAUSTED, decided at the
+ *                                     5-byte prefix, nothing buffered
+ *   compressed flag, no/identity grpc-encoding → INTERNAL (as grpc-go/core)
+ *   compressed flag, other encoding → UNIMPLEMENTED + grpc-accept-encoding
+ *   0 or >1 messages, truncated prefix/body at END_STREAM → INVALID_ARGUMENT
+ *   protobuf_c_message_unpack fails → INVALID_ARGUMENT "malformed protobuf
+ *                                     for <full type name>"
+ * A response completed while the client is still sending is followed by
+ * RST_STREAM(NO_ERROR) (RFC 9113 §8.1); a deadline by DEADLINE_EXCEEDED then
+ * RST_STREAM(CANCEL).
  *
  * Handlers never see frames. They get a struct grpc_call carrying the method,
  * the caller's principal, the deadline and the decoded protobuf request, and
