@@ -221,6 +221,8 @@ void conn_close(struct conn *c, const char *reason)
 /* ---- writing ------------------------------------------------------------- */
 
 static void update_reading(struct conn *c);
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
 static void write_cb(uv_write_t *req, int status)
 {
@@ -396,13 +398,22 @@ void conn_host_flush(struct conn_host *h)
 static void shutdown_cb(uv_shutdown_t *req, int status)
 {
     struct conn *c = req->data;
-    (void)status;
-    conn_close(c, NULL);
+    if (status < 0 && c->state != CONN_CLOSING) {
+        conn_close(c, NULL);
+    }
+    /* Otherwise our FIN is out; read_cb closes on the peer's EOF, or the
+     * linger timer does. */
 }
 
 /* Queue the last bytes (close_notify after a good session; a failed
  * handshake's alert is already in wbio), shut down the write side once
- * they are written, and close. The linger timer bounds the wait. */
+ * they are written, and close when the peer closes too.
+ *
+ * Lingering close: we keep reading (and discarding) until the peer's EOF.
+ * Closing a socket with unread bytes in its receive buffer makes the kernel
+ * send RST instead of FIN (RFC 1122 §4.2.2.13), and an RST makes the
+ * client's kernel drop what it has not read yet - our GOAWAY or alert. The
+ * linger timer bounds the whole wait. */
 static void finish(struct conn *c, const char *reason)
 {
     if (c->state == CONN_FLUSHING || c->state == CONN_CLOSING) {
@@ -416,9 +427,9 @@ static void finish(struct conn *c, const char *reason)
         link_remove(&c->dirty);
     }
     uv_timer_stop(&c->deadline);
-    if (c->reading) {
-        uv_read_stop((uv_stream_t *)&c->tcp);
-        c->reading = 0;
+    update_reading(c); /* read and discard, whatever the write queue */
+    if (c->state == CONN_CLOSING) {
+        return;
     }
     if (c->tls_ok) {
         (void)SSL_shutdown(c->ssl); /* queues close_notify */
@@ -636,6 +647,17 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 static void update_reading(struct conn *c)
 {
     size_t max = c->host->write_queue_max;
+    if (c->state == CONN_FLUSHING) {
+        /* Lingering close: reading only discards, it cannot grow output. */
+        if (!c->reading) {
+            if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) != 0) {
+                conn_close(c, NULL);
+                return;
+            }
+            c->reading = 1;
+        }
+        return;
+    }
     if (c->reading && c->wq_bytes >= max) {
         uv_read_stop((uv_stream_t *)&c->tcp);
         c->reading = 0;

@@ -284,8 +284,12 @@ void node_stop(struct node *n)
     snprintf(grace, sizeof grace, "%llu", (unsigned long long)n->cfg.shutdown_grace_ms);
     snprintf(conns, sizeof conns, "%zu", n->host.n_conns);
     wlog(WLOG_INFO, "shutting down", "grace_ms", grace, "connections", conns, NULL);
-    /* 1. Tell health checkers first, so traffic moves elsewhere. */
+    /* 1. Tell health checkers first, so traffic moves elsewhere. Their
+     * final NOT_SERVING and stream end are written before any GOAWAY:
+     * nghttp2 sends control frames ahead of DATA, and some clients (e.g.
+     * python-h2) stop processing frames once they see a GOAWAY. */
     svc_health_shutdown(&n->svc);
+    conn_host_flush(&n->host);
     /* 2. No new connections. */
     uv_close((uv_handle_t *)&n->listener, listener_closed_cb);
     /* 3. GOAWAY everywhere; in-flight calls drain. */
