@@ -80,7 +80,10 @@ class RawConn:
         self.h2.initiate_connection()
         self.flush()
         self.streams = {}
+        self.inbuf = b""
         self.terminated = None  # GOAWAY error code
+        self.last_stream_id = None
+        self.protocol_error = None
         self.closed = False     # EOF seen
 
     def flush(self):
@@ -100,9 +103,9 @@ class RawConn:
         hdrs.extend(extra)
         self.streams[sid] = Stream()
         self.h2.send_headers(sid, hdrs, end_stream=(end_stream and not body))
-        if body:
-            self.h2.send_data(sid, body, end_stream=end_stream)
         self.flush()
+        if body:
+            self.send_body(sid, body, end_stream=end_stream)
         return sid
 
     def pump_until(self, pred, timeout=ANSWER_TIMEOUT_S):
@@ -124,18 +127,78 @@ class RawConn:
             if not data:
                 self.closed = True
                 return pred()
-            try:
-                events = self.h2.receive_data(data)
-            except h2.exceptions.ProtocolError:
-                self.closed = True
-                return pred()
-            for ev in events:
-                self._on(ev)
+            self.inbuf += data
+            self._dispatch_frames()
             try:
                 self.flush()
             except (ssl.SSLError, ConnectionError):
                 self.closed = True
         return pred()
+
+    def _dispatch_frames(self):
+        """Feed h2 one whole frame at a time. hyper-h2 treats a received
+        GOAWAY as the end of the connection and raises on later frames, but
+        RFC 9113 §6.8 lets the server finish streams up to the GOAWAY's last
+        stream id (wardend does: GOAWAY, then Watch's NOT_SERVING and
+        trailers), so after GOAWAY we decode frames ourselves."""
+        while len(self.inbuf) >= 9:
+            n = int.from_bytes(self.inbuf[:3], "big")
+            if len(self.inbuf) < 9 + n:
+                return
+            fr, self.inbuf = self.inbuf[:9 + n], self.inbuf[9 + n:]
+            if self.terminated is None:
+                try:
+                    events = self.h2.receive_data(fr)
+                except h2.exceptions.ProtocolError as ex:
+                    self.protocol_error = repr(ex)
+                    self.closed = True
+                    return
+                for ev in events:
+                    self._on(ev)
+            else:
+                self._on_raw_frame(fr[3], fr[4], int.from_bytes(fr[5:9], "big") & 0x7fffffff,
+                                   fr[9:])
+
+    def _on_raw_frame(self, ftype, flags, sid, payload):
+        st = self.streams.get(sid)
+        if ftype in (0x0, 0x1) and flags & 0x8:       # PADDED
+            pad = payload[0]
+            payload = payload[1:len(payload) - pad]
+        if ftype == 0x0 and st is not None:           # DATA
+            st.data += payload
+        elif ftype == 0x1 and st is not None:         # HEADERS
+            if flags & 0x20:                          # PRIORITY
+                payload = payload[5:]
+            hdrs = {(k.decode() if isinstance(k, bytes) else k):
+                    (v.decode() if isinstance(v, bytes) else v)
+                    for k, v in self.h2.decoder.decode(payload)}
+            if st.headers is None:
+                st.headers = hdrs
+            else:
+                st.trailers = hdrs
+        elif ftype == 0x3 and st is not None:         # RST_STREAM
+            st.reset = int.from_bytes(payload[:4], "big")
+            st.ended = True
+        elif ftype == GOAWAY_FRAME:
+            self.terminated = int.from_bytes(payload[4:8], "big")
+            self.last_stream_id = int.from_bytes(payload[:4], "big") & 0x7fffffff
+        if ftype in (0x0, 0x1) and flags & 0x1 and st is not None:  # END_STREAM
+            st.ended = True
+
+    def send_body(self, sid, body, end_stream=True):
+        """DATA within the peer's flow-control windows; stops early if the
+        server ends or resets the stream first (e.g. a limit hit)."""
+        st = self.streams[sid]
+        while body and not st.ended and not self.closed:
+            win = min(self.h2.local_flow_control_window(sid), self.h2.max_outbound_frame_size)
+            if win <= 0:
+                self.pump_until(lambda: st.ended or
+                                self.h2.local_flow_control_window(sid) > 0)
+                continue
+            chunk, body = body[:win], body[win:]
+            self.h2.send_data(sid, chunk, end_stream=(end_stream and not body))
+            self.flush()
+        return st
 
     def _on(self, ev):
         st = self.streams.get(getattr(ev, "stream_id", None))
@@ -155,6 +218,7 @@ class RawConn:
             st.ended = True
         elif isinstance(ev, h2.events.ConnectionTerminated):
             self.terminated = ev.error_code
+            self.last_stream_id = ev.last_stream_id
 
     def wait_end(self, sid, timeout=ANSWER_TIMEOUT_S):
         st = self.streams[sid]
