@@ -56,13 +56,13 @@ class H2loadTest(wt.TestCase):
         cert, key = self.server.cert_paths("admin")
         for _ in range(wt.PORT_RETRIES):
             port = wt.free_port()
-            log = open(os.path.join(self.tmp, "socat.log"), "wb")
-            self.socat = subprocess.Popen(
-                ["socat", "-d", "-d", "TCP-LISTEN:%d,bind=127.0.0.1,reuseaddr,fork" % port,
-                 "OPENSSL:127.0.0.1:%d,cert=%s,key=%s,cafile=%s,verify=1"
-                 % (self.server.port, cert, key, self.server.ca_path())],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                start_new_session=True)
+            with open(os.path.join(self.tmp, "socat.log"), "wb") as log:
+                self.socat = subprocess.Popen(
+                    ["socat", "-d", "-d", "TCP-LISTEN:%d,bind=127.0.0.1,reuseaddr,fork" % port,
+                     "OPENSSL:127.0.0.1:%d,cert=%s,key=%s,cafile=%s,verify=1"
+                     % (self.server.port, cert, key, self.server.ca_path())],
+                    stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                    start_new_session=True)
             deadline = time.monotonic() + SOCAT_READY_S
             while time.monotonic() < deadline and self.socat.poll() is None:
                 with socket.socket() as s:
