@@ -128,27 +128,31 @@ static uint64_t get64le(const unsigned char *p)
     return v;
 }
 
-/* "a.b.c.d:port" -> sockaddr. Returns 0 or -1. */
+/* "a.b.c.d:port" or "a.b.c.d:port/<anything>" -> sockaddr. The raft
+ * address of a warden server is "PEERHOST:PEERPORT/CLIENTHOST:CLIENTPORT"
+ * (consensus/node.h); the transport dials and listens on the peer part
+ * only. Returns 0 or -1. */
 static int parse_ipv4(const char *address, struct sockaddr_in *out)
 {
-    char host[64];
-    const char *colon = strrchr(address, ':');
-    char *end;
+    char hostport[80];
+    char *end, *colon;
+    const char *slash = strchr(address, '/');
+    size_t len = slash != NULL ? (size_t)(slash - address) : strlen(address);
     unsigned long port;
-    size_t hl;
 
-    if (colon == NULL)
+    if (len == 0 || len >= sizeof hostport)
         return -1;
-    hl = (size_t)(colon - address);
-    if (hl == 0 || hl >= sizeof host)
+    memcpy(hostport, address, len);
+    hostport[len] = '\0';
+    colon = strrchr(hostport, ':');
+    if (colon == NULL || colon == hostport)
         return -1;
-    memcpy(host, address, hl);
-    host[hl] = '\0';
+    *colon = '\0';
     errno = 0;
     port = strtoul(colon + 1, &end, 10);
     if (errno != 0 || *end != '\0' || end == colon + 1 || port > 65535)
         return -1;
-    return uv_ip4_addr(host, (int)port, out) == 0 ? 0 : -1;
+    return uv_ip4_addr(hostport, (int)port, out) == 0 ? 0 : -1;
 }
 
 static void ssl_reason(char *buf, size_t cap, const char *what)
