@@ -90,4 +90,27 @@ int wfsm_snapshot(struct wfsm *f, uint8_t **buf, size_t *len, struct werr *e);
 int wfsm_restore(struct wfsm *f, const uint8_t *buf, size_t len, int *skipped,
                  struct werr *e);
 
+/* ---- additions (compatible with the contract above) ------------------- */
+
+/* Idempotency records older than the window are deleted at most this many
+ * per apply (oldest first), so expiry is amortised and every apply does a
+ * bounded amount of work however many keys expire at once. Each apply adds
+ * at most one record, so the backlog still drains. A record that has
+ * expired but is not yet deleted is never replayed (lookups check the
+ * window), so pruning speed never changes results. */
+#define WFSM_IDEM_PRUNE_MAX 8u
+
+/* Set the idempotency window (in log entries, >= 1) of this fsm; the
+ * default is WFSM_IDEM_WINDOW. For tests and operators: it decides which
+ * retries replay, so every node of a cluster must use the same value from
+ * the same log index on, or their states diverge. Not persisted. */
+void wfsm_set_idem_window(struct wfsm *f, uint64_t entries);
+uint64_t wfsm_idem_window(const struct wfsm *f);
+
+/* Test-only fault injection: the op of the entry applied at `index` fails
+ * with WERR_PRECOND after it has made its writes, the way a later step of
+ * the same command (e.g. the audit append of issue 4) could fail. Shows
+ * that a failed command leaves no partial writes. 0 disables. */
+void wfsm_test_fail_op_at(struct wfsm *f, uint64_t index);
+
 #endif

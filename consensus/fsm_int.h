@@ -1,0 +1,92 @@
+/* fsm_int.h - internals shared by consensus/fsm.c (open, apply),
+ * consensus/fsm_idem.c (idempotency records) and consensus/fsm_snap.c
+ * (snapshot, restore, crash recovery of an interrupted restore). Not a
+ * public header: only consensus/fsm*.c include it.
+ *
+ * Storage layout (docs/storage.md):
+ *   db "fsm.meta":          "schema"        -> u32 BE (WFSM_SCHEMA_VERSION)
+ *                           "applied_index" -> u64 BE
+ *                           "cluster_time"  -> u64 BE, ms since the epoch
+ *   db "fsm.idem":          principal_name 0x00 key
+ *                             -> u64 BE index || packed warden.v1.CommandResult
+ *   db "fsm.idem_by_index": u64 BE index -> the fsm.idem key written then
+ * The by-index db orders records by age, so expiry walks the oldest few
+ * without scanning the whole table. */
+#ifndef WARDEN_CONSENSUS_FSM_INT_H
+#define WARDEN_CONSENSUS_FSM_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../common/err.h"
+#include "../common/principal.h"
+#include "../domain/inventory.h"
+#include "../storage/store.h"
+#include "fsm.h"
+
+#define WFSM_SCHEMA_VERSION 1u
+
+/* Longest db_dir: store.c keeps the path in 4096 bytes, and we append the
+ * longest suffix below plus "/data.mdb". */
+#define WFSM_PATH_MAX 4096
+#define WFSM_SUFFIX_RESTORE ".restore.tmp"
+#define WFSM_SUFFIX_OLD ".old"
+#define WFSM_SUFFIX_SNAPSHOT ".snapshot.tmp"
+#define WFSM_SUFFIX_MAX 16 /* longest of the above, with margin */
+
+/* An fsm.idem key: principal name, a 0x00 separator, the client's key.
+ * Both parts are bounded (PRINCIPAL_NAME_MAX, INV_IDEMPOTENCY_KEY_MAX) so a
+ * key always fits LMDB's STORE_KEY_MAX. */
+#define WFSM_IDEM_KEY_MAX (PRINCIPAL_NAME_MAX + 1 + INV_IDEMPOTENCY_KEY_MAX)
+_Static_assert(WFSM_IDEM_KEY_MAX <= STORE_KEY_MAX, "idem key fits LMDB");
+
+struct wfsm {
+    struct store *s;  /* NULL after a restore failed half-way: unusable */
+    struct inv *inv;
+    unsigned dbi_meta;
+    unsigned dbi_idem;
+    unsigned dbi_idem_idx;
+    uint64_t applied;      /* mirror of fsm.meta applied_index */
+    uint64_t ctime;        /* mirror of fsm.meta cluster_time */
+    uint64_t idem_window;  /* entries; WFSM_IDEM_WINDOW by default */
+    uint64_t fail_op_at;   /* test hook, see wfsm_test_fail_op_at() */
+    size_t map_size;       /* in effect (0 resolved to the default) */
+    char dir[WFSM_PATH_MAX];
+    char parent[WFSM_PATH_MAX];
+};
+
+/* ---- fsm.c ---------------------------------------------------------------*/
+/* Open store, dbs, inventory and load the meta values into f. On failure
+ * nothing stays open (f->s and f->inv are NULL). */
+int wfsm__state_open(struct wfsm *f, struct werr *e);
+void wfsm__state_close(struct wfsm *f);
+
+void wfsm__put_be64(uint8_t *p, uint64_t v);
+uint64_t wfsm__get_be64(const uint8_t *p);
+
+/* ---- fsm_idem.c ----------------------------------------------------------*/
+/* Build the fsm.idem key for (principal, key). Returns its length, or 0 if
+ * either part is over its limit. */
+size_t wfsm__idem_key(const char *principal, const char *key,
+                      uint8_t out[WFSM_IDEM_KEY_MAX]);
+/* Look (principal, key) up for the command at `index`. Returns 1 and fills
+ * res (code, msg, resp copy; replayed = 1) when a record within the window
+ * exists, 0 when there is none (or it has expired), negative on store or
+ * decode failure (a stored record that does not decode is WERR_CORRUPT). */
+int wfsm__idem_lookup(struct wfsm *f, struct store_txn *t, uint64_t index,
+                      const uint8_t *k, size_t klen, struct wfsm_result *res,
+                      struct werr *e);
+/* Record res as the result of the command at `index` under key k. */
+int wfsm__idem_record(struct wfsm *f, struct store_txn *t, uint64_t index,
+                      const uint8_t *k, size_t klen,
+                      const struct wfsm_result *res, struct werr *e);
+/* Delete at most WFSM_IDEM_PRUNE_MAX records that expired by `index`. */
+int wfsm__idem_prune(struct wfsm *f, struct store_txn *t, uint64_t index,
+                     struct werr *e);
+
+/* ---- fsm_snap.c ----------------------------------------------------------*/
+/* At open, before the store: finish or undo a restore a crash interrupted,
+ * and remove a leftover snapshot directory. */
+int wfsm__recover(struct wfsm *f, struct werr *e);
+
+#endif
