@@ -133,13 +133,11 @@ class HealthTest(Base):
         self.assertGreaterEqual(elapsed, 0.8)
         self.assertLess(elapsed, 5.0)
 
-    def test_deadline_exceeded_unary_already_expired(self):
-        """A unary call whose deadline is already past is DEADLINE_EXCEEDED,
-        never OK, and the connection stays usable."""
-        self.assertRpcError(SC.DEADLINE_EXCEEDED, wt.stub(self.admin, LIST),
-                            inv_pb2.ListDevicesRequest(page_size=1000), timeout=1e-6)
-        r = self.call(CHECK, health_pb2.HealthCheckRequest())
-        self.assertEqual(r.status, health_pb2.HealthCheckResponse.SERVING)
+    # No unary deadline test here: a 1 us grpcio deadline is sent as a
+    # grpc-timeout the server rounds up to 1 ms, and a local Health/Check or
+    # ListDevices answers inside that, so OK vs DEADLINE_EXCEEDED was a race
+    # (seen failing 4 runs in 6). Watch above, and the server-side check in
+    # test_rawbytes.py, exceed their deadlines deterministically.
 
 
 class UnknownMethodTest(Base):
