@@ -121,10 +121,12 @@ static int env_dir_remove(const char *path, struct werr *e)
         const char *n = de->d_name;
         if (strcmp(n, ".") != 0 && strcmp(n, "..") != 0 &&
             strcmp(n, DATA_FILE) != 0 && strcmp(n, LOCK_FILE) != 0) {
+            /* n points into d: format before closedir frees it */
+            werr_set(e, WERR_PRECOND,
+                     "refusing to remove %s: it holds %s, which is not an "
+                     "LMDB file", path, n);
             closedir(d);
-            return werr_set(e, WERR_PRECOND,
-                            "refusing to remove %s: it holds %s, which is "
-                            "not an LMDB file", path, n);
+            return WERR_PRECOND;
         }
     }
     int err = errno;
@@ -193,11 +195,11 @@ int wfsm__recover(struct wfsm *f, struct werr *e)
         changed = 1;
     }
     if (has_tmp) {
-        wlog(WLOG_WARN, "fsm: removing an incomplete restore", "dir", tmp,
-             NULL);
         if ((rc = env_dir_remove(tmp, e)) != 0) {
             return rc;
         }
+        wlog(WLOG_WARN, "fsm: removed an incomplete restore", "dir", tmp,
+             NULL);
         changed = 1;
     }
     /* A snapshot copy a crash left behind: never part of the state. */
