@@ -19,6 +19,10 @@ const char cli_usage_text[] =
     "  device get ID [--serializable]\n"
     "  device list [--state S] [--gateway G] [--firmware V] [--label k=v]\n"
     "        [--page-size N] [--page-token T] [--all] [--serializable]\n"
+    "  cluster status                     the answering node's Raft view\n"
+    "  cluster add ID PEER_ADDR CLIENT_ADDR [--spare-only]\n"
+    "  cluster remove ID\n"
+    "  cluster transfer [ID]              leadership to ID (or raft's pick)\n"
     "  help                               this text\n"
     "\n"
     "Global flags:\n"
@@ -28,6 +32,12 @@ const char cli_usage_text[] =
     "  --dev-certs DIR --role R           use DIR/ca.pem, DIR/R.pem, DIR/R-key.pem\n"
     "  --json                 print one JSON document instead of tables\n"
     "  --timeout D            per-call deadline: 500ms, 10s, 2m, 1h (default 10s)\n"
+    "  --verbose, -v          say on stderr when a call follows the leader or\n"
+    "                         is retried\n"
+    "\n"
+    "A call answered \"not the leader\" is retried at the leader the server\n"
+    "names; reads and writes with --idempotency-key are also retried after a\n"
+    "timeout or lost connection (at most 3 retries; docs/cli.md).\n"
     "\n"
     "Exit status:\n"
     "  the gRPC status code of the call: 0 OK, 3 INVALID_ARGUMENT,\n"
@@ -192,7 +202,7 @@ enum flag_id {
     F_ENDPOINT, F_CA, F_CERT, F_KEY, F_DEV_CERTS, F_ROLE, F_JSON, F_TIMEOUT,
     F_HELP, F_SERVICE, F_ID, F_KEY_ALG, F_PK_HEX, F_PK_FILE, F_ATTEST,
     F_MODEL, F_FIRMWARE, F_GATEWAY, F_LABEL, F_IDEM, F_SERIALIZABLE, F_STATE,
-    F_PAGE_SIZE, F_PAGE_TOKEN, F_ALL,
+    F_PAGE_SIZE, F_PAGE_TOKEN, F_ALL, F_SPARE_ONLY, F_VERBOSE,
 };
 
 /* Which commands accept a command flag; global flags have mask 0. */
@@ -200,6 +210,7 @@ enum flag_id {
 #define M_ENROLL (1u << CLI_CMD_DEVICE_ENROLL)
 #define M_GET (1u << CLI_CMD_DEVICE_GET)
 #define M_LIST (1u << CLI_CMD_DEVICE_LIST)
+#define M_CADD (1u << CLI_CMD_CLUSTER_ADD)
 
 struct flag {
     const char *name;
@@ -234,6 +245,8 @@ static const struct flag flags[] = {
     {"page-size", F_PAGE_SIZE, 1, M_LIST},
     {"page-token", F_PAGE_TOKEN, 1, M_LIST},
     {"all", F_ALL, 0, M_LIST},
+    {"spare-only", F_SPARE_ONLY, 0, M_CADD},
+    {"verbose", F_VERBOSE, 0, 0},
 };
 
 struct seen {
@@ -243,6 +256,52 @@ struct seen {
 
 /* argv holds at most argc flags; we bound argc instead of allocating. */
 #define ARGV_MAX 256
+
+int cli_endpoint_check(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > CLI_ENDPOINT_LEN_MAX) {
+        return WERR_INVALID;
+    }
+    /* HOST:PORT with a numeric port; [v6]:port is accepted too. */
+    const char *colon = strrchr(s, ':');
+    if (colon == NULL || colon == s || colon[1] == '\0' ||
+        strlen(colon + 1) > 5) {
+        return WERR_INVALID;
+    }
+    long port = 0;
+    for (const char *p = colon + 1; *p != '\0'; p++) {
+        if (*p < '0' || *p > '9') {
+            return WERR_INVALID;
+        }
+        port = port * 10 + (*p - '0');
+    }
+    /* No control bytes or spaces: the string is dialled and printed. */
+    for (const char *p = s; p < colon; p++) {
+        if ((unsigned char)*p <= 0x20 || *p == 0x7f) {
+            return WERR_INVALID;
+        }
+    }
+    return port >= 1 && port <= 65535 ? 0 : WERR_INVALID;
+}
+
+int cli_member_id_parse(const char *s, uint32_t *out)
+{
+    uint64_t v = 0;
+    size_t i = 0;
+    for (; s[i] != '\0'; i++) {
+        /* 10 digits hold UINT32_MAX; more is out of range anyway. */
+        if (s[i] < '0' || s[i] > '9' || i >= 10) {
+            return WERR_INVALID;
+        }
+        v = v * 10 + (uint64_t)(s[i] - '0');
+    }
+    if (i == 0 || v == 0 || v > UINT32_MAX) {
+        return WERR_INVALID;
+    }
+    *out = (uint32_t)v;
+    return 0;
+}
 
 static int add_endpoints(struct cli_args *a, const char *list, struct werr *e)
 {
@@ -265,12 +324,7 @@ static int add_endpoints(struct cli_args *a, const char *list, struct werr *e)
         char *dst = a->endpoints[a->n_endpoints];
         memcpy(dst, p, n);
         dst[n] = '\0';
-        /* HOST:PORT with a numeric port; [v6]:port is accepted too. */
-        const char *colon = strrchr(dst, ':');
-        char *end = NULL;
-        long port = colon ? strtol(colon + 1, &end, 10) : 0;
-        if (colon == NULL || colon == dst || colon[1] == '\0' || *end != '\0' ||
-            port < 1 || port > 65535) {
+        if (cli_endpoint_check(dst) != 0) {
             return werr_set(e, WERR_INVALID,
                             "--endpoint \"%s\": want HOST:PORT", dst);
         }
@@ -419,6 +473,12 @@ static int apply_flag(struct cli_args *a, const struct flag *f, const char *v,
     case F_ALL:
         a->all = 1;
         return 0;
+    case F_SPARE_ONLY:
+        a->spare_only = 1;
+        return 0;
+    case F_VERBOSE:
+        a->verbose = 1;
+        return 0;
     }
     return werr_set(e, WERR_INTERNAL, "unhandled flag");
 }
@@ -499,6 +559,76 @@ static int finish_cmd(struct cli_args *a, struct werr *e)
     }
 }
 
+static int parse_id(const char *what, const char *s, uint32_t *out,
+                    struct werr *e)
+{
+    if (cli_member_id_parse(s, out) != 0) {
+        return werr_set(e, WERR_INVALID,
+                        "%s: member ID \"%s\": want 1..4294967295", what, s);
+    }
+    return 0;
+}
+
+/* cluster status | add ID PEER CLIENT | remove ID | transfer [ID] */
+static int parse_cluster(struct cli_args *a, const char *const *pos,
+                         size_t npos, size_t *used, struct werr *e)
+{
+    if (npos < 2) {
+        return werr_set(e, WERR_INVALID,
+                        "cluster: want status, add, remove or transfer");
+    }
+    const char *sub = pos[1];
+    if (strcmp(sub, "status") == 0) {
+        a->cmd = CLI_CMD_CLUSTER_STATUS;
+        *used = 2;
+    } else if (strcmp(sub, "add") == 0) {
+        a->cmd = CLI_CMD_CLUSTER_ADD;
+        if (npos < 5) {
+            return werr_set(e, WERR_INVALID,
+                            "cluster add: want ID PEER_ADDR CLIENT_ADDR");
+        }
+        if (parse_id("cluster add", pos[2], &a->member_id, e) != 0) {
+            return WERR_INVALID;
+        }
+        if (cli_endpoint_check(pos[3]) != 0) {
+            return werr_set(e, WERR_INVALID,
+                            "cluster add: PEER_ADDR \"%s\": want HOST:PORT",
+                            pos[3]);
+        }
+        if (cli_endpoint_check(pos[4]) != 0) {
+            return werr_set(e, WERR_INVALID,
+                            "cluster add: CLIENT_ADDR \"%s\": want HOST:PORT",
+                            pos[4]);
+        }
+        a->peer_address = pos[3];
+        a->client_address = pos[4];
+        *used = 5;
+    } else if (strcmp(sub, "remove") == 0) {
+        a->cmd = CLI_CMD_CLUSTER_REMOVE;
+        if (npos < 3) {
+            return werr_set(e, WERR_INVALID, "cluster remove: missing member ID");
+        }
+        if (parse_id("cluster remove", pos[2], &a->member_id, e) != 0) {
+            return WERR_INVALID;
+        }
+        *used = 3;
+    } else if (strcmp(sub, "transfer") == 0) {
+        a->cmd = CLI_CMD_CLUSTER_TRANSFER;
+        *used = 2;
+        if (npos >= 3) {
+            if (parse_id("cluster transfer", pos[2], &a->member_id, e) != 0) {
+                return WERR_INVALID;
+            }
+            *used = 3;
+        }
+    } else {
+        return werr_set(e, WERR_INVALID,
+                        "cluster: unknown subcommand \"%s\" (want status, add, "
+                        "remove or transfer)", sub);
+    }
+    return 0;
+}
+
 int cli_args_parse(int argc, char **argv, struct cli_args *a, struct werr *e)
 {
     memset(a, 0, sizeof *a);
@@ -528,6 +658,10 @@ int cli_args_parse(int argc, char **argv, struct cli_args *a, struct werr *e)
         if (strcmp(arg, "-h") == 0) {
             a->cmd = CLI_CMD_HELP;
             return 0;
+        }
+        if (strcmp(arg, "-v") == 0) {
+            a->verbose = 1;
+            continue;
         }
         if (arg[1] != '-') {
             return werr_set(e, WERR_INVALID, "unknown flag \"%s\"", arg);
@@ -595,6 +729,10 @@ int cli_args_parse(int argc, char **argv, struct cli_args *a, struct werr *e)
             return werr_set(e, WERR_INVALID,
                             "device: unknown subcommand \"%s\" (want enroll, get "
                             "or list)", pos[1]);
+        }
+    } else if (strcmp(pos[0], "cluster") == 0) {
+        if (parse_cluster(a, pos, npos, &used, e) != 0) {
+            return WERR_INVALID;
         }
     } else {
         return werr_set(e, WERR_INVALID, "unknown command \"%s\" (try --help)",

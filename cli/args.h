@@ -60,6 +60,10 @@ enum cli_cmd {
     CLI_CMD_DEVICE_ENROLL,
     CLI_CMD_DEVICE_GET,
     CLI_CMD_DEVICE_LIST,
+    CLI_CMD_CLUSTER_STATUS,
+    CLI_CMD_CLUSTER_ADD,
+    CLI_CMD_CLUSTER_REMOVE,
+    CLI_CMD_CLUSTER_TRANSFER,
 };
 
 /* Key algorithm as on the wire (warden.v1.KeyAlgorithm). */
@@ -84,6 +88,7 @@ struct cli_args {
     const char *dev_certs, *role;  /* as given */
     char ca_buf[CLI_PATH_MAX], cert_buf[CLI_PATH_MAX], key_buf[CLI_PATH_MAX];
     int json;
+    int verbose;                   /* --verbose: retry notes on stderr */
     uint64_t timeout_ms;
 
     /* health */
@@ -108,6 +113,12 @@ struct cli_args {
     const char *page_token;
     int all;
     /* list's --label filter is labels[0] when n_labels == 1 */
+
+    /* cluster add / remove / transfer */
+    uint32_t member_id;            /* >= 1; transfer: 0 = raft picks */
+    const char *peer_address;      /* add: HOST:PORT of Raft traffic */
+    const char *client_address;    /* add: HOST:PORT of the gRPC API */
+    int spare_only;                /* add: stay spare, no promotion */
 };
 
 /* Parse argv (argv[0] is skipped). Global flags may appear anywhere.
@@ -140,6 +151,15 @@ int cli_key_alg_parse(const char *s, enum cli_key_alg *out);
  * means seconds). Returns 0 or WERR_INVALID (also for 0 and above
  * CLI_TIMEOUT_MAX_MS). */
 int cli_timeout_parse(const char *s, uint64_t *ms);
+
+/* Check "HOST:PORT" (numeric port 1..65535, [v6]:port accepted, at most
+ * CLI_ENDPOINT_LEN_MAX bytes). Returns 0 or WERR_INVALID. Also applied to
+ * the server's warden-leader hint before following it. */
+int cli_endpoint_check(const char *s);
+
+/* Parse a Raft server id: decimal 1..UINT32_MAX (0 is raft's "none").
+ * Returns 0 or WERR_INVALID. */
+int cli_member_id_parse(const char *s, uint32_t *out);
 
 /* The full --help text. */
 extern const char cli_usage_text[];

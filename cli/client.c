@@ -454,9 +454,14 @@ int cli_client_reconnect(struct cli_client *c, const char *endpoint,
     uint64_t budget = c->cfg.timeout_ms < CLI_CONNECT_TIMEOUT_MS
                           ? c->cfg.timeout_ms
                           : CLI_CONNECT_TIMEOUT_MS;
+    st->delivery = CLI_DELIVERY_NOT_SENT;
+    st->leader[0] = '\0';
+    st->leader_id = 0;
     if (endpoint != NULL) {
+        snprintf(st->endpoint, sizeof st->endpoint, "%s", endpoint);
         return connect_one(c, endpoint, now_ms() + budget, st);
     }
+    st->endpoint[0] = '\0';
     int rc = GRPC_STATUS_UNAVAILABLE;
     char first[sizeof st->msg] = "";
     for (size_t i = 0; i < c->cfg.n_endpoints; i++) {
@@ -627,6 +632,8 @@ int cli_client_call(struct cli_client *c, const char *path,
     }
     snprintf(st->endpoint, sizeof st->endpoint, "%s", c->endpoint);
 
+    /* From here on request bytes may reach the server. */
+    st->delivery = CLI_DELIVERY_UNKNOWN;
     struct call call = {.req = frame, .req_len = GRPC_FRAME_HDR_LEN + mlen};
     cli_resp_init(&call.resp, c->cfg.max_msg);
 
@@ -693,6 +700,8 @@ int cli_client_call(struct cli_client *c, const char *path,
         rc = call.resp.status;
         snprintf(st->msg, sizeof st->msg, "%s", call.resp.status_msg);
         snprintf(st->leader, sizeof st->leader, "%s", call.resp.leader);
+        st->leader_id = call.resp.leader_id;
+        st->delivery = cli_resp_delivery(&call.resp);
         st->code = rc;
         if (rc == 0) {
             uint8_t *payload;

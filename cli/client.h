@@ -10,10 +10,11 @@
  * Endpoints: the config lists up to CLI_ENDPOINTS_MAX "HOST:PORT" strings,
  * tried in order until one connects and completes the TLS handshake. The
  * server may answer UNAVAILABLE with a `warden-leader` trailer naming the
- * Raft leader; it is reported in struct cli_status.leader. Following it
- * (reconnect to that endpoint and retry once, for idempotent calls or calls
- * with an idempotency key) is future work that needs only
- * cli_client_reconnect() plus a retry loop in the caller.
+ * Raft leader; it is reported in struct cli_status.leader, and
+ * struct cli_status.delivery says whether the request can have been acted
+ * on. This file does not retry: the caller (cli/cmd.c) asks
+ * cli_follow_decide() (cli/follow.h) and reconnects with
+ * cli_client_reconnect().
  *
  * Errors: every function reports a gRPC status code in struct cli_status
  * (connection and TLS failures are UNAVAILABLE, a local deadline is
@@ -47,7 +48,11 @@ struct cli_status {
     int code;                              /* gRPC status */
     char msg[CLI_RESP_MESSAGE_MAX + 1];    /* human text, may be empty */
     char leader[CLI_RESP_LEADER_MAX + 1];  /* warden-leader trailer, or "" */
-    char endpoint[CLI_ENDPOINT_LEN_MAX + 1]; /* endpoint that answered */
+    uint32_t leader_id;                    /* warden-leader-id, 0 if none */
+    /* The endpoint this call (or reconnect) went to; "" when connecting
+     * to the configured list failed at every endpoint. */
+    char endpoint[CLI_ENDPOINT_LEN_MAX + 1];
+    enum cli_delivery delivery;            /* meaningful when code != 0 */
 };
 
 struct cli_client_config {
@@ -74,9 +79,10 @@ int cli_client_call(struct cli_client *c, const char *path,
                     const ProtobufCMessageDescriptor *resp_desc,
                     ProtobufCMessage **resp, struct cli_status *st);
 
-/* Drop the current connection and connect to `endpoint` ("HOST:PORT"), or
- * to the configured list in order when endpoint is NULL. For leader
- * following. */
+/* Drop the current connection and connect to `endpoint` ("HOST:PORT",
+ * borrowed for the call), or to the configured list in order when endpoint
+ * is NULL. For leader following. On failure st->delivery is NOT_SENT and
+ * st->endpoint is `endpoint` (or "" for the list). */
 int cli_client_reconnect(struct cli_client *c, const char *endpoint,
                          struct cli_status *st);
 

@@ -2,9 +2,11 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "../grpc/grpc.h"
 #include "fmt.h"
+#include "follow.h"
 #include "grpc/health/v1/health.pb-c.h"
 #include "pubkey.h"
 #include "warden/v1/inventory.pb-c.h"
@@ -19,21 +21,76 @@ static int status_report(FILE *err, const struct cli_status *st)
 {
     if (st->leader[0] != '\0') {
         char msg[sizeof st->msg + sizeof st->leader + 32];
-        snprintf(msg, sizeof msg, "%s (leader: %s)", st->msg, st->leader);
+        if (st->leader_id != 0) {
+            snprintf(msg, sizeof msg, "%s (leader: %u at %s)", st->msg,
+                     (unsigned)st->leader_id, st->leader);
+        } else {
+            snprintf(msg, sizeof msg, "%s (leader: %s)", st->msg, st->leader);
+        }
         return report(err, st->code, msg);
     }
     return report(err, st->code, st->msg);
 }
 
-static int call(struct cli_client *c, const char *path,
+/* Sleep for a retry backoff (bounded by CLI_FOLLOW_BACKOFF_MAX_MS). */
+static void pause_ms(unsigned ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000u,
+                          .tv_nsec = (long)(ms % 1000u) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0) {
+    }
+}
+
+/* One unary call with leader following and failover (cli/follow.h): at
+ * most 1 + CLI_FOLLOW_HOPS_MAX attempts. The error printed is the last
+ * attempt's, with the reason the loop stopped when that helps. */
+static int call(const struct cli_args *a, struct cli_client *c,
+                enum cli_retry_class cls, const char *path,
                 const ProtobufCMessage *req,
                 const ProtobufCMessageDescriptor *desc, ProtobufCMessage **resp,
                 FILE *err)
 {
     struct cli_status st;
+    struct cli_follow_out d;
     int rc = cli_client_call(c, path, req, desc, resp, &st);
-    if (rc != 0) {
-        return status_report(err, &st);
+    for (unsigned hops = 0; rc != 0; hops++) {
+        struct cli_follow_in in = {
+            .code = st.code,
+            .delivery = st.delivery,
+            .leader = st.leader,
+            .endpoint = st.endpoint,
+            .cls = cls,
+            .hops = hops,
+            .endpoints = a->endpoints,
+            .n_endpoints = a->n_endpoints,
+        };
+        cli_follow_decide(&in, &d);
+        if (d.action == CLI_FOLLOW_STOP) {
+            if (d.exhausted || d.unsafe) {
+                size_t len = strlen(st.msg);
+                snprintf(st.msg + len, sizeof st.msg - len, "%s(%s%s)",
+                         len ? " " : "", d.why,
+                         d.exhausted ? ": too many redirects or retries" : "");
+            }
+            return status_report(err, &st);
+        }
+        if (a->verbose) {
+            fprintf(err, "wardenctl: %s: %s from %s: %s; retry %u of %u at %s",
+                    path, grpc_status_name(st.code),
+                    st.endpoint[0] ? st.endpoint : "(endpoints)", d.why,
+                    hops + 1, CLI_FOLLOW_HOPS_MAX, d.endpoint);
+            if (d.delay_ms) {
+                fprintf(err, " after %u ms", d.delay_ms);
+            }
+            fputc('\n', err);
+        }
+        if (d.delay_ms) {
+            pause_ms(d.delay_ms);
+        }
+        rc = cli_client_reconnect(c, d.endpoint, &st);
+        if (rc == 0) {
+            rc = cli_client_call(c, path, req, desc, resp, &st);
+        }
     }
     return 0;
 }
@@ -45,7 +102,7 @@ static int cmd_health(const struct cli_args *a, struct cli_client *c, FILE *out,
         GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
     req.service = (char *)a->service;
     ProtobufCMessage *m = NULL;
-    int rc = call(c, "/grpc.health.v1.Health/Check", &req.base,
+    int rc = call(a, c, CLI_RETRY_READ, "/grpc.health.v1.Health/Check", &req.base,
                   &grpc__health__v1__health_check_response__descriptor, &m, err);
     if (rc != 0) {
         return rc;
@@ -98,7 +155,13 @@ static int cmd_enroll(const struct cli_args *a, struct cli_client *c, FILE *out,
     req.labels = lp;
 
     ProtobufCMessage *m = NULL;
-    int rc = call(c, "/warden.v1.Inventory/EnrollDevice", &req.base,
+    /* With a key the server deduplicates retries (issue 3), so an
+     * ambiguous failure may be retried; without one only a definite
+     * "not the leader" may. */
+    enum cli_retry_class cls = req.idempotency_key[0] != '\0'
+                                   ? CLI_RETRY_KEYED
+                                   : CLI_RETRY_UNKEYED;
+    int rc = call(a, c, cls, "/warden.v1.Inventory/EnrollDevice", &req.base,
                   &warden__v1__enroll_device_response__descriptor, &m, err);
     if (rc != 0) {
         return rc;
@@ -122,7 +185,7 @@ static int cmd_get(const struct cli_args *a, struct cli_client *c, FILE *out,
                           ? WARDEN__V1__READ_CONSISTENCY__READ_CONSISTENCY_SERIALIZABLE
                           : WARDEN__V1__READ_CONSISTENCY__READ_CONSISTENCY_LINEARIZABLE;
     ProtobufCMessage *m = NULL;
-    int rc = call(c, "/warden.v1.Inventory/GetDevice", &req.base,
+    int rc = call(a, c, CLI_RETRY_READ, "/warden.v1.Inventory/GetDevice", &req.base,
                   &warden__v1__get_device_response__descriptor, &m, err);
     if (rc != 0) {
         return rc;
@@ -164,7 +227,8 @@ static int cmd_list(const struct cli_args *a, struct cli_client *c, FILE *out,
     for (;;) {
         req.page_token = (char *)token;
         ProtobufCMessage *m = NULL;
-        rc = call(c, "/warden.v1.Inventory/ListDevices", &req.base,
+        rc = call(a, c, CLI_RETRY_READ, "/warden.v1.Inventory/ListDevices",
+                  &req.base,
                   &warden__v1__list_devices_response__descriptor, &m, err);
         if (rc != 0) {
             break;
@@ -209,6 +273,83 @@ static int cmd_list(const struct cli_args *a, struct cli_client *c, FILE *out,
     return rc;
 }
 
+static int cmd_cluster_status(const struct cli_args *a, struct cli_client *c,
+                              FILE *out, FILE *err)
+{
+    Warden__V1__ClusterStatusRequest req = WARDEN__V1__CLUSTER_STATUS_REQUEST__INIT;
+    ProtobufCMessage *m = NULL;
+    /* Any node answers from its own view: a follower is not redirected. */
+    int rc = call(a, c, CLI_RETRY_READ, "/warden.v1.Cluster/Status", &req.base,
+                  &warden__v1__cluster_status_response__descriptor, &m, err);
+    if (rc != 0) {
+        return rc;
+    }
+    cli_fmt_cluster_status(out, (void *)m, a->json);
+    protobuf_c_message_free_unpacked(m, NULL);
+    return 0;
+}
+
+/* Membership changes carry no idempotency key, so they are retried only
+ * on a definite "not the leader" (or when the request never left). */
+static int cmd_cluster_add(const struct cli_args *a, struct cli_client *c,
+                           FILE *out, FILE *err)
+{
+    Warden__V1__AddMemberRequest req = WARDEN__V1__ADD_MEMBER_REQUEST__INIT;
+    req.id = a->member_id;
+    req.peer_address = (char *)a->peer_address;
+    req.client_address = (char *)a->client_address;
+    req.spare_only = a->spare_only ? 1 : 0;
+    ProtobufCMessage *m = NULL;
+    int rc = call(a, c, CLI_RETRY_UNKEYED, "/warden.v1.Cluster/AddMember",
+                  &req.base, &warden__v1__add_member_response__descriptor, &m,
+                  err);
+    if (rc != 0) {
+        return rc;
+    }
+    Warden__V1__AddMemberResponse *resp = (void *)m;
+    cli_fmt_members(out, resp->members, resp->n_members, a->json);
+    protobuf_c_message_free_unpacked(m, NULL);
+    return 0;
+}
+
+static int cmd_cluster_remove(const struct cli_args *a, struct cli_client *c,
+                              FILE *out, FILE *err)
+{
+    Warden__V1__RemoveMemberRequest req = WARDEN__V1__REMOVE_MEMBER_REQUEST__INIT;
+    req.id = a->member_id;
+    ProtobufCMessage *m = NULL;
+    int rc = call(a, c, CLI_RETRY_UNKEYED, "/warden.v1.Cluster/RemoveMember",
+                  &req.base, &warden__v1__remove_member_response__descriptor,
+                  &m, err);
+    if (rc != 0) {
+        return rc;
+    }
+    Warden__V1__RemoveMemberResponse *resp = (void *)m;
+    cli_fmt_members(out, resp->members, resp->n_members, a->json);
+    protobuf_c_message_free_unpacked(m, NULL);
+    return 0;
+}
+
+static int cmd_cluster_transfer(const struct cli_args *a, struct cli_client *c,
+                                FILE *out, FILE *err)
+{
+    Warden__V1__TransferLeadershipRequest req =
+        WARDEN__V1__TRANSFER_LEADERSHIP_REQUEST__INIT;
+    req.id = a->member_id; /* 0: raft picks */
+    ProtobufCMessage *m = NULL;
+    int rc = call(a, c, CLI_RETRY_UNKEYED, "/warden.v1.Cluster/TransferLeadership",
+                  &req.base,
+                  &warden__v1__transfer_leadership_response__descriptor, &m,
+                  err);
+    if (rc != 0) {
+        return rc;
+    }
+    Warden__V1__TransferLeadershipResponse *resp = (void *)m;
+    cli_fmt_transfer(out, resp->leader_id, a->json);
+    protobuf_c_message_free_unpacked(m, NULL);
+    return 0;
+}
+
 int cli_cmd_run(const struct cli_args *a, FILE *out, FILE *err)
 {
     struct cli_client_config cfg = {
@@ -237,6 +378,18 @@ int cli_cmd_run(const struct cli_args *a, FILE *out, FILE *err)
         break;
     case CLI_CMD_DEVICE_LIST:
         rc = cmd_list(a, c, out, err);
+        break;
+    case CLI_CMD_CLUSTER_STATUS:
+        rc = cmd_cluster_status(a, c, out, err);
+        break;
+    case CLI_CMD_CLUSTER_ADD:
+        rc = cmd_cluster_add(a, c, out, err);
+        break;
+    case CLI_CMD_CLUSTER_REMOVE:
+        rc = cmd_cluster_remove(a, c, out, err);
+        break;
+    case CLI_CMD_CLUSTER_TRANSFER:
+        rc = cmd_cluster_transfer(a, c, out, err);
         break;
     default:
         rc = report(err, GRPC_STATUS_INTERNAL, "no such command");

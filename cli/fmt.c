@@ -2,6 +2,7 @@
 
 #include <inttypes.h>
 #include <string.h>
+#include <time.h>
 
 #include "../grpc/grpc.h"
 #include "args.h"
@@ -34,6 +35,12 @@ const char *cli_key_alg_name(int alg, int full)
 {
     return enum_name(&warden__v1__key_algorithm__descriptor, "KEY_ALGORITHM_",
                      alg, full);
+}
+
+const char *cli_member_role_name(int role, int full)
+{
+    return enum_name(&warden__v1__member_role__descriptor, "MEMBER_ROLE_", role,
+                     full);
 }
 
 /* ---- JSON --------------------------------------------------------------------- */
@@ -399,4 +406,207 @@ void cli_fmt_error(FILE *f, int grpc_status, const char *msg)
     size_t w = display(msg, buf, 1024);
     (void)w;
     fprintf(f, "wardenctl: %s: %s\n", grpc_status_name(grpc_status), buf);
+}
+
+/* ---- cluster ------------------------------------------------------------------ */
+
+static void json_member(FILE *f, const Warden__V1__Member *m)
+{
+    fprintf(f, "{\"id\":%" PRIu32 ",\"peer_address\":", m->id);
+    json_cstr(f, m->peer_address);
+    fputs(",\"client_address\":", f);
+    json_cstr(f, m->client_address);
+    fputs(",\"role\":", f);
+    json_cstr(f, cli_member_role_name((int)m->role, 1));
+    fprintf(f, ",\"has_progress\":%s,\"match_index\":%" PRIu64 "}",
+            m->has_progress ? "true" : "false", m->match_index);
+}
+
+static void json_members(FILE *f, Warden__V1__Member *const *m, size_t n)
+{
+    fputc('[', f);
+    for (size_t i = 0; i < n; i++) {
+        if (i) {
+            fputc(',', f);
+        }
+        json_member(f, m[i]);
+    }
+    fputc(']', f);
+}
+
+enum { MC_ID, MC_ROLE, MC_PEER, MC_CLIENT, MC_MATCH, MNCOLS };
+static const char *const mcol_hdr[MNCOLS] = {"ID", "ROLE", "PEER", "CLIENT",
+                                             "MATCH_INDEX"};
+
+/* Display text and width of one member cell; buf as for cell(). */
+static size_t member_cell(const Warden__V1__Member *m, int col, char *buf)
+{
+    char num[24];
+    switch (col) {
+    case MC_ID:
+        snprintf(num, sizeof num, "%" PRIu32, m->id);
+        return display(num, buf, CLI_CELL_MAX);
+    case MC_ROLE:
+        return display(cli_member_role_name((int)m->role, 0), buf,
+                       CLI_CELL_MAX);
+    case MC_PEER:
+        return display(m->peer_address, buf, CLI_CELL_MAX);
+    case MC_CLIENT:
+        return display(m->client_address, buf, CLI_CELL_MAX);
+    default:
+        if (!m->has_progress) {
+            return display("", buf, CLI_CELL_MAX);
+        }
+        snprintf(num, sizeof num, "%" PRIu64, m->match_index);
+        return display(num, buf, CLI_CELL_MAX);
+    }
+}
+
+static void members_table(FILE *f, Warden__V1__Member *const *m, size_t n)
+{
+    size_t width[MNCOLS];
+    char buf[4 * CLI_CELL_MAX + 4];
+    if (n > CLI_TABLE_ROWS_MAX) {
+        n = CLI_TABLE_ROWS_MAX;
+    }
+    for (int c = 0; c < MNCOLS; c++) {
+        width[c] = strlen(mcol_hdr[c]);
+        for (size_t i = 0; i < n; i++) {
+            size_t w = member_cell(m[i], c, buf);
+            if (w > width[c]) {
+                width[c] = w;
+            }
+        }
+    }
+    for (int c = 0; c < MNCOLS; c++) {
+        fputs(mcol_hdr[c], f);
+        if (c + 1 < MNCOLS) {
+            pad(f, width[c] - strlen(mcol_hdr[c]) + 2);
+        }
+    }
+    fputc('\n', f);
+    for (size_t i = 0; i < n; i++) {
+        for (int c = 0; c < MNCOLS; c++) {
+            size_t w = member_cell(m[i], c, buf);
+            fputs(buf, f);
+            if (c + 1 < MNCOLS) {
+                pad(f, width[c] - w + 2);
+            }
+        }
+        fputc('\n', f);
+    }
+}
+
+/* Milliseconds since the Unix epoch as RFC 3339 UTC, for display only (no
+ * clock is read: the value comes from the server). */
+static void rfc3339_ms(uint64_t ms, char *buf, size_t cap)
+{
+    time_t secs = (time_t)(ms / 1000u);
+    struct tm tm;
+    if (ms / 1000u > (uint64_t)253402300799u /* 9999-12-31T23:59:59Z */ ||
+        gmtime_r(&secs, &tm) == NULL ||
+        strftime(buf, cap, "%Y-%m-%dT%H:%M:%S", &tm) == 0) {
+        snprintf(buf, cap, "?");
+        return;
+    }
+    size_t len = strlen(buf);
+    snprintf(buf + len, cap - len, ".%03uZ", (unsigned)(ms % 1000u));
+}
+
+void cli_fmt_cluster_status(FILE *f, const Warden__V1__ClusterStatusResponse *s,
+                            int json)
+{
+    if (json) {
+        fprintf(f, "{\"id\":%" PRIu32 ",\"state\":", s->id);
+        json_cstr(f, s->state);
+        fprintf(f, ",\"term\":%" PRIu64 ",\"leader_id\":%" PRIu32
+                   ",\"leader_address\":",
+                s->term, s->leader_id);
+        json_cstr(f, s->leader_address);
+        fprintf(f,
+                ",\"commit_index\":%" PRIu64 ",\"applied_index\":%" PRIu64
+                ",\"fsm_applied_index\":%" PRIu64 ",\"last_index\":%" PRIu64
+                ",\"snapshot_index\":%" PRIu64 ",\"snapshot_term\":%" PRIu64
+                ",\"cluster_time_ms\":%" PRIu64
+                ",\"wall_offset_known\":%s,\"wall_offset_ms\":%" PRId64
+                ",\"proposals\":%" PRIu64 ",\"flushes\":%" PRIu64
+                ",\"restores\":%" PRIu64 ",\"restores_skipped\":%" PRIu64
+                ",\"snapshots\":%" PRIu64 ",\"tls_refused\":%" PRIu64
+                ",\"members\":",
+                s->commit_index, s->applied_index, s->fsm_applied_index,
+                s->last_index, s->snapshot_index, s->snapshot_term,
+                s->cluster_time_ms, s->wall_offset_known ? "true" : "false",
+                s->wall_offset_ms, s->proposals, s->flushes, s->restores,
+                s->restores_skipped, s->snapshots, s->tls_refused);
+        json_members(f, s->members, s->n_members);
+        fputs("}\n", f);
+        return;
+    }
+    char lbuf[4 * CLI_CELL_MAX + 4], line[sizeof lbuf + 64];
+    kv_u64(f, "id", s->id);
+    kv(f, "state", s->state);
+    if (s->leader_id == 0) {
+        kv(f, "leader", "");
+    } else {
+        display(s->leader_address, lbuf, CLI_CELL_MAX);
+        snprintf(line, sizeof line, "%" PRIu32 " at %s", s->leader_id, lbuf);
+        kv(f, "leader", line);
+    }
+    kv_u64(f, "term", s->term);
+    kv_u64(f, "commit_index", s->commit_index);
+    kv_u64(f, "applied_index", s->applied_index);
+    kv_u64(f, "fsm_applied_index", s->fsm_applied_index);
+    kv_u64(f, "last_index", s->last_index);
+    if (s->snapshot_index == 0) {
+        kv(f, "snapshot", "");
+    } else {
+        snprintf(line, sizeof line, "index %" PRIu64 ", term %" PRIu64,
+                 s->snapshot_index, s->snapshot_term);
+        kv(f, "snapshot", line);
+    }
+    if (s->cluster_time_ms == 0) {
+        kv(f, "cluster_time", "");
+    } else {
+        char when[48];
+        rfc3339_ms(s->cluster_time_ms, when, sizeof when);
+        snprintf(line, sizeof line, "%s (%" PRIu64 " ms)", when,
+                 s->cluster_time_ms);
+        kv(f, "cluster_time", line);
+    }
+    if (!s->wall_offset_known) {
+        kv(f, "wall_offset", "unknown");
+    } else {
+        snprintf(line, sizeof line, "%+" PRId64 " ms", s->wall_offset_ms);
+        kv(f, "wall_offset", line);
+    }
+    kv_u64(f, "proposals", s->proposals);
+    kv_u64(f, "flushes", s->flushes);
+    kv_u64(f, "snapshots", s->snapshots);
+    kv_u64(f, "restores", s->restores);
+    kv_u64(f, "restores_skipped", s->restores_skipped);
+    kv_u64(f, "tls_refused", s->tls_refused);
+    fputc('\n', f);
+    members_table(f, s->members, s->n_members);
+}
+
+void cli_fmt_members(FILE *f, Warden__V1__Member *const *m, size_t n, int json)
+{
+    if (json) {
+        fputs("{\"members\":", f);
+        json_members(f, m, n);
+        fputs("}\n", f);
+        return;
+    }
+    members_table(f, m, n);
+}
+
+void cli_fmt_transfer(FILE *f, uint32_t leader_id, int json)
+{
+    if (json) {
+        fprintf(f, "{\"leader_id\":%" PRIu32 "}\n", leader_id);
+    } else if (leader_id == 0) {
+        kv(f, "leader_id", "");
+    } else {
+        kv_u64(f, "leader_id", leader_id);
+    }
 }

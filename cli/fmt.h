@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "warden/v1/cluster.pb-c.h"
 #include "warden/v1/inventory.pb-c.h"
 
 /* Rows in one table; device list --all stays below this (see cmd.h). */
@@ -43,9 +44,25 @@ void cli_fmt_device(FILE *f, const Warden__V1__Device *d, int json);
 void cli_fmt_devices(FILE *f, Warden__V1__Device *const *devs, size_t n,
                      const char *next_token, int json);
 
+/* Cluster.Status: "field  value" lines (the node's view), a blank line,
+ * then the member table (ID ROLE PEER CLIENT MATCH_INDEX, sorted as the
+ * server sent them; MATCH_INDEX is "-" without progress, i.e. not on the
+ * leader). JSON: the proto fields by name, members as objects, roles by
+ * their full enum name, wall_offset_ms as a signed number. */
+void cli_fmt_cluster_status(FILE *f, const Warden__V1__ClusterStatusResponse *s,
+                            int json);
+
+/* The membership after AddMember/RemoveMember: the member table, or
+ * {"members":[...]}. */
+void cli_fmt_members(FILE *f, Warden__V1__Member *const *m, size_t n, int json);
+
+/* TransferLeadership's answer: "leader_id  N" or {"leader_id":N}. */
+void cli_fmt_transfer(FILE *f, uint32_t leader_id, int json);
+
 /* Enum names for display: short ("ACTIVE") and full ("DEVICE_STATE_ACTIVE").
  * Unknown values give "UNKNOWN(<n>)" from a static buffer (short only). */
 const char *cli_state_name(int state, int full);
 const char *cli_key_alg_name(int alg, int full);
+const char *cli_member_role_name(int role, int full);
 
 #endif

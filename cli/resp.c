@@ -96,6 +96,15 @@ void cli_resp_on_header(struct cli_resp *r, const char *name, size_t nlen,
         size_t n = vlen < CLI_RESP_LEADER_MAX ? vlen : CLI_RESP_LEADER_MAX;
         memcpy(r->leader, value, n);
         r->leader[n] = '\0';
+    } else if (name_is(name, nlen, "warden-leader-id")) {
+        /* Display only; a malformed id is ignored, not an error. */
+        uint64_t id = 0;
+        int ok = vlen > 0 && vlen <= CLI_RESP_LEADER_ID_DIGITS;
+        for (size_t i = 0; ok && i < vlen; i++) {
+            ok = value[i] >= '0' && value[i] <= '9';
+            id = id * 10 + (uint64_t)(value[i] - '0');
+        }
+        r->leader_id = ok && id <= UINT32_MAX ? (uint32_t)id : 0;
     }
 }
 
@@ -209,6 +218,7 @@ void cli_resp_on_close(struct cli_resp *r, uint32_t h2_error)
         return;
     }
     r->closed = 1;
+    r->h2_error = h2_error;
     r->status_msg = r->message;
 
     if (r->local_status != 0) {
@@ -250,6 +260,17 @@ void cli_resp_on_close(struct cli_resp *r, uint32_t h2_error)
         set_result(r, GRPC_STATUS_INTERNAL,
                    "no response message with status OK");
     }
+}
+
+enum cli_delivery cli_resp_delivery(const struct cli_resp *r)
+{
+    if (r->has_grpc_status) {
+        return CLI_DELIVERY_ANSWERED;
+    }
+    if (r->closed && r->h2_error == H2_REFUSED_STREAM) {
+        return CLI_DELIVERY_REFUSED;
+    }
+    return CLI_DELIVERY_UNKNOWN;
 }
 
 void cli_resp_take_payload(struct cli_resp *r, uint8_t **data, size_t *len)

@@ -23,6 +23,9 @@
 /* Longest warden-leader trailer kept (HOST:PORT of the Raft leader, for
  * following it; see cli/client.h). */
 #define CLI_RESP_LEADER_MAX 256
+/* Longest warden-leader-id value parsed (a Raft server id is a uint32,
+ * at most 10 digits). */
+#define CLI_RESP_LEADER_ID_DIGITS 10
 /* Default bound on one response message (gRPC's own client default). */
 #define CLI_RESP_MAX_MSG_DEFAULT GRPC_MAX_MSG_DEFAULT
 
@@ -35,6 +38,7 @@ struct cli_resp {
     int grpc_status_raw;      /* parsed grpc-status, or -1 when not a number */
     char message[CLI_RESP_MESSAGE_MAX + 1];   /* percent-decoded, NUL-term */
     char leader[CLI_RESP_LEADER_MAX + 1];     /* warden-leader, "" if none */
+    uint32_t leader_id;       /* warden-leader-id; 0 if none or malformed */
     struct grpc_frame_dec dec;
     uint8_t *payload;         /* owned; the one message (malloc'd) */
     size_t payload_len;
@@ -44,6 +48,7 @@ struct cli_resp {
 
     /* Result, set by cli_resp_on_close. */
     int closed;
+    uint32_t h2_error;        /* on_close's h2_error */
     int status;               /* gRPC status code */
     const char *status_msg;   /* points at message or local_msg */
 };
@@ -80,6 +85,25 @@ int cli_resp_on_data(struct cli_resp *r, const uint8_t *data, size_t len);
  * and an OK status must come with content-type application/grpc and exactly
  * one whole, uncompressed message, else INTERNAL. */
 void cli_resp_on_close(struct cli_resp *r, uint32_t h2_error);
+
+/* What a failed call tells about its request, for deciding whether a retry
+ * can apply it twice (cli/follow.h). */
+enum cli_delivery {
+    /* No byte of the request left us (connect, TLS, or encoding failed). */
+    CLI_DELIVERY_NOT_SENT = 0,
+    /* The server refused the stream (RST_STREAM or GOAWAY REFUSED_STREAM):
+     * "the stream was closed before any processing", RFC 9113 §8.7. */
+    CLI_DELIVERY_REFUSED,
+    /* The server answered with a grpc-status. */
+    CLI_DELIVERY_ANSWERED,
+    /* Sent, then the connection broke or the deadline passed without a
+     * status: the server may or may not have acted on it. */
+    CLI_DELIVERY_UNKNOWN,
+};
+
+/* After on_close: ANSWERED when a grpc-status arrived, REFUSED for a
+ * REFUSED_STREAM reset without one, UNKNOWN otherwise. */
+enum cli_delivery cli_resp_delivery(const struct cli_resp *r);
 
 /* After on_close with status OK: take the payload (ownership passes to the
  * caller; free() it). May be NULL with len 0 for an empty message. */
