@@ -106,6 +106,15 @@ void cli_follow_decide(const struct cli_follow_in *in,
                   "idempotency key");
         return;
     }
+    if (leader[0] != '\0' && strcmp(leader, ep) != 0 &&
+        cli_endpoint_check(leader) == 0) {
+        retry(out, leader, 0,
+              in->cls == CLI_RETRY_KEYED
+                  ? "outcome unknown; retrying at the leader with the same "
+                    "idempotency key"
+                  : "outcome unknown; retrying the read at the leader");
+        return;
+    }
     if (next == NULL) {
         stop(out, "no endpoint to retry at");
         return;

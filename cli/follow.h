@@ -9,8 +9,9 @@
  *   1. OK, or any status except UNAVAILABLE and DEADLINE_EXCEEDED: stop,
  *      the answer is final.
  *   2. hops == CLI_FOLLOW_HOPS_MAX: stop.
- *   3. UNAVAILABLE answered by the server with a `warden-leader` trailer:
- *      the node is not the leader and did not carry the call out
+ *   3. UNAVAILABLE answered by the server with a `warden-leader` trailer
+ *      (and without `warden-outcome: unknown`, see cli/resp.h): the node
+ *      is not the leader and did not carry the call out
  *      (proto/warden/v1/cluster.proto), so every call, keyed or not, is
  *      retried at that address at once. A hint that is not HOST:PORT, or
  *      that names the endpoint that just answered, stops the loop.
@@ -22,8 +23,9 @@
  *      connection broke after the request left, or the server said
  *      UNAVAILABLE/DEADLINE_EXCEEDED without naming a leader, e.g. during
  *      an election or when it lost leadership with the command in flight):
- *      reads and writes with an idempotency key are retried at the next
- *      endpoint after a backoff (the server deduplicates the key, issue 3);
+ *      reads and writes with an idempotency key are retried, at the leader
+ *      hint when there is a usable one, else at the next endpoint after a
+ *      backoff (the server deduplicates the key, issue 3);
  *      a write without a key stops, because a second try could apply it
  *      twice. */
 #ifndef WARDEN_CLI_FOLLOW_H

@@ -96,6 +96,8 @@ void cli_resp_on_header(struct cli_resp *r, const char *name, size_t nlen,
         size_t n = vlen < CLI_RESP_LEADER_MAX ? vlen : CLI_RESP_LEADER_MAX;
         memcpy(r->leader, value, n);
         r->leader[n] = '\0';
+    } else if (name_is(name, nlen, "warden-outcome")) {
+        r->outcome_unknown = vlen == 7 && memcmp(value, "unknown", 7) == 0;
     } else if (name_is(name, nlen, "warden-leader-id")) {
         /* Display only; a malformed id is ignored, not an error. */
         uint64_t id = 0;
@@ -265,7 +267,7 @@ void cli_resp_on_close(struct cli_resp *r, uint32_t h2_error)
 enum cli_delivery cli_resp_delivery(const struct cli_resp *r)
 {
     if (r->has_grpc_status) {
-        return CLI_DELIVERY_ANSWERED;
+        return r->outcome_unknown ? CLI_DELIVERY_UNKNOWN : CLI_DELIVERY_ANSWERED;
     }
     if (r->closed && r->h2_error == H2_REFUSED_STREAM) {
         return CLI_DELIVERY_REFUSED;

@@ -39,6 +39,7 @@ struct cli_resp {
     char message[CLI_RESP_MESSAGE_MAX + 1];   /* percent-decoded, NUL-term */
     char leader[CLI_RESP_LEADER_MAX + 1];     /* warden-leader, "" if none */
     uint32_t leader_id;       /* warden-leader-id; 0 if none or malformed */
+    int outcome_unknown;      /* trailer warden-outcome: unknown */
     struct grpc_frame_dec dec;
     uint8_t *payload;         /* owned; the one message (malloc'd) */
     size_t payload_len;
@@ -102,7 +103,10 @@ enum cli_delivery {
 };
 
 /* After on_close: ANSWERED when a grpc-status arrived, REFUSED for a
- * REFUSED_STREAM reset without one, UNKNOWN otherwise. */
+ * REFUSED_STREAM reset without one, UNKNOWN otherwise, and also UNKNOWN
+ * when the server itself says `warden-outcome: unknown` (it had proposed
+ * the command when it lost leadership, so the command may still commit;
+ * the warden-leader hint alone would otherwise read as "not applied"). */
 enum cli_delivery cli_resp_delivery(const struct cli_resp *r);
 
 /* After on_close with status OK: take the payload (ownership passes to the

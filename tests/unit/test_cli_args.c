@@ -296,6 +296,109 @@ TEST(exit_codes)
     CHECK(strstr(cli_usage_text, "14 UNAVAILABLE") != NULL);
 }
 
+TEST(cluster_commands)
+{
+    CHECK_EQ_INT(PARSE(DEV, "cluster", "status", "--json"), 0);
+    CHECK_EQ_INT(a.cmd, CLI_CMD_CLUSTER_STATUS);
+    CHECK_EQ_INT(a.json, 1);
+
+    CHECK_EQ_INT(PARSE(DEV, "cluster", "add", "4", "127.0.0.14:7001",
+                       "127.0.0.14:7443", "--spare-only"),
+                 0);
+    CHECK_EQ_INT(a.cmd, CLI_CMD_CLUSTER_ADD);
+    CHECK_EQ_INT(a.member_id, 4);
+    CHECK_EQ_STR(a.peer_address, "127.0.0.14:7001");
+    CHECK_EQ_STR(a.client_address, "127.0.0.14:7443");
+    CHECK_EQ_INT(a.spare_only, 1);
+    CHECK_EQ_INT(PARSE(DEV, "cluster", "add", "4294967295", "h:1", "h:2"), 0);
+    CHECK_EQ_INT(a.member_id, 4294967295u);
+    CHECK_EQ_INT(a.spare_only, 0);
+
+    CHECK_EQ_INT(PARSE(DEV, "cluster", "remove", "2"), 0);
+    CHECK_EQ_INT(a.cmd, CLI_CMD_CLUSTER_REMOVE);
+    CHECK_EQ_INT(a.member_id, 2);
+
+    CHECK_EQ_INT(PARSE(DEV, "cluster", "transfer"), 0);
+    CHECK_EQ_INT(a.cmd, CLI_CMD_CLUSTER_TRANSFER);
+    CHECK_EQ_INT(a.member_id, 0);
+    CHECK_EQ_INT(PARSE(DEV, "-v", "cluster", "transfer", "3"), 0);
+    CHECK_EQ_INT(a.member_id, 3);
+    CHECK_EQ_INT(a.verbose, 1);
+    CHECK_EQ_INT(PARSE(DEV, "cluster", "status", "--verbose"), 0);
+    CHECK_EQ_INT(a.verbose, 1);
+}
+
+TEST(cluster_errors)
+{
+    CHECK_EQ_INT(PARSE(DEV, "cluster"), WERR_INVALID);
+    CHECK_EQ_STR(e.msg, "cluster: want status, add, remove or transfer");
+    CHECK_EQ_INT(PARSE(DEV, "cluster", "join"), WERR_INVALID);
+    CHECK_EQ_STR(e.msg, "cluster: unknown subcommand \"join\" (want status, add, "
+                        "remove or transfer)");
+    CHECK_EQ_INT(PARSE(DEV, "cluster", "add", "4", "h:1"), WERR_INVALID);
+    CHECK_EQ_STR(e.msg, "cluster add: want ID PEER_ADDR CLIENT_ADDR");
+    CHECK_EQ_INT(PARSE(DEV, "cluster", "add", "0", "h:1", "h:2"), WERR_INVALID);
+    CHECK_EQ_STR(e.msg, "cluster add: member ID \"0\": want 1..4294967295");
+    CHECK_EQ_INT(PARSE(DEV, "cluster", "add", "4294967296", "h:1", "h:2"),
+                 WERR_INVALID);
+    CHECK_EQ_INT(PARSE(DEV, "cluster", "add", "12345678901", "h:1", "h:2"),
+                 WERR_INVALID);
+    CHECK_EQ_INT(PARSE(DEV, "cluster", "add", "x4", "h:1", "h:2"), WERR_INVALID);
+    CHECK_EQ_INT(PARSE(DEV, "cluster", "add", "4", "h", "h:2"), WERR_INVALID);
+    CHECK_EQ_STR(e.msg, "cluster add: PEER_ADDR \"h\": want HOST:PORT");
+    CHECK_EQ_INT(PARSE(DEV, "cluster", "add", "4", "h:1", "h:99999"), WERR_INVALID);
+    CHECK_EQ_STR(e.msg, "cluster add: CLIENT_ADDR \"h:99999\": want HOST:PORT");
+    CHECK_EQ_INT(PARSE(DEV, "cluster", "add", "4", "h:1", "h:2", "extra"),
+                 WERR_INVALID);
+    CHECK_EQ_STR(e.msg, "unexpected argument \"extra\"");
+    CHECK_EQ_INT(PARSE(DEV, "cluster", "remove"), WERR_INVALID);
+    CHECK_EQ_STR(e.msg, "cluster remove: missing member ID");
+    CHECK_EQ_INT(PARSE(DEV, "cluster", "remove", "-1"), WERR_INVALID);
+    CHECK_EQ_INT(PARSE(DEV, "cluster", "transfer", "0"), WERR_INVALID);
+    CHECK_EQ_INT(PARSE(DEV, "cluster", "transfer", "1", "2"), WERR_INVALID);
+    /* Flags belong to their command. */
+    CHECK_EQ_INT(PARSE(DEV, "cluster", "remove", "2", "--spare-only"),
+                 WERR_INVALID);
+    CHECK_EQ_STR(e.msg, "--spare-only does not apply to this command");
+    CHECK_EQ_INT(PARSE(DEV, "cluster", "status", "--serializable"), WERR_INVALID);
+    CHECK_EQ_INT(PARSE(DEV, "cluster", "add", "4", "h:1", "h:2",
+                       "--idempotency-key", "k"),
+                 WERR_INVALID);
+    /* TLS is still required. */
+    CHECK_EQ_INT(PARSE("cluster", "status"), WERR_INVALID);
+}
+
+TEST(endpoint_and_member_id_checks)
+{
+    CHECK_EQ_INT(cli_endpoint_check("127.0.0.1:7443"), 0);
+    CHECK_EQ_INT(cli_endpoint_check("[::1]:7443"), 0);
+    CHECK_EQ_INT(cli_endpoint_check("node-1.plant.example:1"), 0);
+    CHECK_EQ_INT(cli_endpoint_check("h:65535"), 0);
+    CHECK_EQ_INT(cli_endpoint_check(""), WERR_INVALID);
+    CHECK_EQ_INT(cli_endpoint_check("h:65536"), WERR_INVALID);
+    CHECK_EQ_INT(cli_endpoint_check("h:000080"), WERR_INVALID);
+    CHECK_EQ_INT(cli_endpoint_check("h:+80"), WERR_INVALID);
+    CHECK_EQ_INT(cli_endpoint_check("h:-1"), WERR_INVALID);
+    CHECK_EQ_INT(cli_endpoint_check("h\n:80"), WERR_INVALID);
+    char big[CLI_ENDPOINT_LEN_MAX + 8];
+    memset(big, 'a', sizeof big);
+    memcpy(big + CLI_ENDPOINT_LEN_MAX - 4, ":443", 5);
+    CHECK_EQ_INT(cli_endpoint_check(big), 0); /* exactly the maximum */
+    memset(big, 'a', sizeof big);
+    memcpy(big + CLI_ENDPOINT_LEN_MAX - 3, ":443", 5);
+    CHECK_EQ_INT(cli_endpoint_check(big), WERR_INVALID);
+
+    uint32_t id = 0;
+    CHECK_EQ_INT(cli_member_id_parse("1", &id), 0);
+    CHECK_EQ_INT(id, 1);
+    CHECK_EQ_INT(cli_member_id_parse("4294967295", &id), 0);
+    CHECK_EQ_INT(id, 4294967295u);
+    CHECK_EQ_INT(cli_member_id_parse("0", &id), WERR_INVALID);
+    CHECK_EQ_INT(cli_member_id_parse("", &id), WERR_INVALID);
+    CHECK_EQ_INT(cli_member_id_parse("1 ", &id), WERR_INVALID);
+    CHECK_EQ_INT(cli_member_id_parse("0x10", &id), WERR_INVALID);
+}
+
 int main(void)
 {
     RUN(health_defaults);
@@ -312,5 +415,8 @@ int main(void)
     RUN(timeout);
     RUN(state_and_alg_names);
     RUN(exit_codes);
+    RUN(cluster_commands);
+    RUN(cluster_errors);
+    RUN(endpoint_and_member_id_checks);
     return unit_done();
 }

@@ -222,6 +222,192 @@ TEST(enum_names)
     CHECK_EQ_STR(cli_state_name(42, 0), "UNKNOWN(42)");
 }
 
+static Warden__V1__Member mem[3];
+static Warden__V1__Member *memp[3];
+
+static void mkmembers(int progress)
+{
+    static const char *const peer[] = {"127.0.0.11:7001", "127.0.0.12:7001",
+                                       "127.0.0.14:7001"};
+    static const char *const client[] = {"127.0.0.11:7443", "127.0.0.12:7443",
+                                         "127.0.0.14:7443"};
+    static const int role[] = {1, 1, 3};
+    for (int i = 0; i < 3; i++) {
+        warden__v1__member__init(&mem[i]);
+        mem[i].id = (uint32_t)(i == 2 ? 4 : i + 1);
+        mem[i].peer_address = (char *)peer[i];
+        mem[i].client_address = (char *)client[i];
+        mem[i].role = (Warden__V1__MemberRole)role[i];
+        mem[i].has_progress = progress;
+        mem[i].match_index = progress ? (uint64_t)(120 - 20 * i) : 0;
+        memp[i] = &mem[i];
+    }
+}
+
+static void mkstatus(Warden__V1__ClusterStatusResponse *s)
+{
+    warden__v1__cluster_status_response__init(s);
+    s->id = 2;
+    s->state = "follower";
+    s->term = 5;
+    s->leader_id = 1;
+    s->leader_address = "127.0.0.11:7443";
+    s->commit_index = 120;
+    s->applied_index = 119;
+    s->fsm_applied_index = 118;
+    s->last_index = 121;
+    s->snapshot_index = 100;
+    s->snapshot_term = 4;
+    s->cluster_time_ms = 1700000000123ull;
+    s->wall_offset_known = 1;
+    s->wall_offset_ms = -12;
+    s->proposals = 7;
+    s->flushes = 3;
+    s->restores = 1;
+    s->restores_skipped = 2;
+    s->snapshots = 4;
+    s->tls_refused = 9;
+    s->n_members = 3;
+    s->members = memp;
+}
+
+TEST(cluster_status_human)
+{
+    Warden__V1__ClusterStatusResponse s;
+    mkmembers(0);
+    mkstatus(&s);
+    FILE *f = out_open();
+    cli_fmt_cluster_status(f, &s, 0);
+    fclose(f);
+    CHECK_EQ_STR(out_buf,
+                 "id                  2\n"
+                 "state               follower\n"
+                 "leader              1 at 127.0.0.11:7443\n"
+                 "term                5\n"
+                 "commit_index        120\n"
+                 "applied_index       119\n"
+                 "fsm_applied_index   118\n"
+                 "last_index          121\n"
+                 "snapshot            index 100, term 4\n"
+                 "cluster_time        2023-11-14T22:13:20.123Z (1700000000123 ms)\n"
+                 "wall_offset         -12 ms\n"
+                 "proposals           7\n"
+                 "flushes             3\n"
+                 "snapshots           4\n"
+                 "restores            1\n"
+                 "restores_skipped    2\n"
+                 "tls_refused         9\n"
+                 "\n"
+                 "ID  ROLE   PEER             CLIENT           MATCH_INDEX\n"
+                 "1   VOTER  127.0.0.11:7001  127.0.0.11:7443  -\n"
+                 "2   VOTER  127.0.0.12:7001  127.0.0.12:7443  -\n"
+                 "4   SPARE  127.0.0.14:7001  127.0.0.14:7443  -\n");
+
+    /* A fresh node: no leader, no snapshot, no cluster time, no offset;
+     * the leader's view has progress. Server text cannot drive the
+     * terminal. */
+    mkmembers(1);
+    mkstatus(&s);
+    s.state = "candidate\x1b[2J";
+    s.leader_id = 0;
+    s.leader_address = "";
+    s.snapshot_index = 0;
+    s.snapshot_term = 0;
+    s.cluster_time_ms = 0;
+    s.wall_offset_known = 0;
+    s.n_members = 2;
+    f = out_open();
+    cli_fmt_cluster_status(f, &s, 0);
+    fclose(f);
+    CHECK_EQ_STR(out_buf,
+                 "id                  2\n"
+                 "state               candidate?[2J\n"
+                 "leader              -\n"
+                 "term                5\n"
+                 "commit_index        120\n"
+                 "applied_index       119\n"
+                 "fsm_applied_index   118\n"
+                 "last_index          121\n"
+                 "snapshot            -\n"
+                 "cluster_time        -\n"
+                 "wall_offset         unknown\n"
+                 "proposals           7\n"
+                 "flushes             3\n"
+                 "snapshots           4\n"
+                 "restores            1\n"
+                 "restores_skipped    2\n"
+                 "tls_refused         9\n"
+                 "\n"
+                 "ID  ROLE   PEER             CLIENT           MATCH_INDEX\n"
+                 "1   VOTER  127.0.0.11:7001  127.0.0.11:7443  120\n"
+                 "2   VOTER  127.0.0.12:7001  127.0.0.12:7443  100\n");
+}
+
+TEST(cluster_status_json)
+{
+    Warden__V1__ClusterStatusResponse s;
+    mkmembers(1);
+    mkstatus(&s);
+    s.n_members = 2;
+    mem[1].role = (Warden__V1__MemberRole)9; /* from a newer server */
+    FILE *f = out_open();
+    cli_fmt_cluster_status(f, &s, 1);
+    fclose(f);
+    CHECK_EQ_STR(out_buf,
+                 "{\"id\":2,\"state\":\"follower\",\"term\":5,\"leader_id\":1,"
+                 "\"leader_address\":\"127.0.0.11:7443\",\"commit_index\":120,"
+                 "\"applied_index\":119,\"fsm_applied_index\":118,"
+                 "\"last_index\":121,\"snapshot_index\":100,\"snapshot_term\":4,"
+                 "\"cluster_time_ms\":1700000000123,\"wall_offset_known\":true,"
+                 "\"wall_offset_ms\":-12,\"proposals\":7,\"flushes\":3,"
+                 "\"restores\":1,\"restores_skipped\":2,\"snapshots\":4,"
+                 "\"tls_refused\":9,\"members\":["
+                 "{\"id\":1,\"peer_address\":\"127.0.0.11:7001\","
+                 "\"client_address\":\"127.0.0.11:7443\","
+                 "\"role\":\"MEMBER_ROLE_VOTER\",\"has_progress\":true,"
+                 "\"match_index\":120},"
+                 "{\"id\":2,\"peer_address\":\"127.0.0.12:7001\","
+                 "\"client_address\":\"127.0.0.12:7443\","
+                 "\"role\":\"UNKNOWN(9)\",\"has_progress\":true,"
+                 "\"match_index\":100}]}\n");
+}
+
+TEST(members_and_transfer)
+{
+    mkmembers(0);
+    FILE *f = out_open();
+    cli_fmt_members(f, memp, 3, 0);
+    fclose(f);
+    CHECK_EQ_STR(out_buf,
+                 "ID  ROLE   PEER             CLIENT           MATCH_INDEX\n"
+                 "1   VOTER  127.0.0.11:7001  127.0.0.11:7443  -\n"
+                 "2   VOTER  127.0.0.12:7001  127.0.0.12:7443  -\n"
+                 "4   SPARE  127.0.0.14:7001  127.0.0.14:7443  -\n");
+    f = out_open();
+    cli_fmt_members(f, memp + 2, 1, 1);
+    fclose(f);
+    CHECK_EQ_STR(out_buf,
+                 "{\"members\":[{\"id\":4,\"peer_address\":\"127.0.0.14:7001\","
+                 "\"client_address\":\"127.0.0.14:7443\","
+                 "\"role\":\"MEMBER_ROLE_SPARE\",\"has_progress\":false,"
+                 "\"match_index\":0}]}\n");
+    f = out_open();
+    cli_fmt_members(f, NULL, 0, 1);
+    fclose(f);
+    CHECK_EQ_STR(out_buf, "{\"members\":[]}\n");
+
+    f = out_open();
+    cli_fmt_transfer(f, 3, 0);
+    cli_fmt_transfer(f, 0, 0);
+    cli_fmt_transfer(f, 3, 1);
+    fclose(f);
+    CHECK_EQ_STR(out_buf, "leader_id           3\n"
+                          "leader_id           -\n"
+                          "{\"leader_id\":3}\n");
+    CHECK_EQ_STR(cli_member_role_name(2, 0), "STANDBY");
+    CHECK_EQ_STR(cli_member_role_name(2, 1), "MEMBER_ROLE_STANDBY");
+}
+
 int main(void)
 {
     RUN(table_aligned);
@@ -233,6 +419,9 @@ int main(void)
     RUN(json_string_escapes);
     RUN(health_and_errors);
     RUN(enum_names);
+    RUN(cluster_status_human);
+    RUN(cluster_status_json);
+    RUN(members_and_transfer);
     free(out_buf);
     return unit_done();
 }

@@ -254,6 +254,60 @@ TEST(no_status_header)
     cli_resp_close(&r);
 }
 
+TEST(leader_trailers_and_delivery)
+{
+    /* A follower's refusal: definite, with the leader's address and id. */
+    cli_resp_init(&r, 0);
+    ok_headers();
+    hdr("grpc-status", "14", 1);
+    hdr("grpc-message", "not the leader; leader is 1 at 127.0.0.11:7443", 1);
+    hdr("warden-leader", "127.0.0.11:7443", 1);
+    hdr("warden-leader-id", "1", 1);
+    cli_resp_on_close(&r, 0);
+    CHECK_EQ_INT(r.status, 14);
+    CHECK_EQ_STR(r.leader, "127.0.0.11:7443");
+    CHECK_EQ_INT(r.leader_id, 1);
+    CHECK_EQ_INT(cli_resp_delivery(&r), CLI_DELIVERY_ANSWERED);
+    cli_resp_close(&r);
+
+    /* Leadership lost with the command in flight: the server says the
+     * outcome is unknown. A malformed id is ignored. */
+    cli_resp_init(&r, 0);
+    hdr(":status", "200", 0);
+    hdr("content-type", "application/grpc", 0);
+    hdr("grpc-status", "14", 0);
+    hdr("warden-leader", "127.0.0.13:7443", 0);
+    hdr("warden-leader-id", "4294967296", 0);
+    hdr("warden-outcome", "unknown", 0);
+    cli_resp_on_close(&r, 0);
+    CHECK_EQ_INT(r.leader_id, 0);
+    CHECK_EQ_INT(cli_resp_delivery(&r), CLI_DELIVERY_UNKNOWN);
+    cli_resp_close(&r);
+
+    cli_resp_init(&r, 0);
+    hdr("warden-leader-id", "4294967295", 1);
+    hdr("warden-outcome", "applied?", 1);
+    CHECK_EQ_INT(r.leader_id, 4294967295u);
+    CHECK_EQ_INT(r.outcome_unknown, 0);
+    hdr("warden-leader-id", "1x", 1);
+    CHECK_EQ_INT(r.leader_id, 0);
+    cli_resp_close(&r);
+
+    /* REFUSED_STREAM without a status: not processed (RFC 9113 §8.7). */
+    cli_resp_init(&r, 0);
+    cli_resp_on_close(&r, 0x7);
+    CHECK_EQ_INT(r.status, 14);
+    CHECK_EQ_INT(cli_resp_delivery(&r), CLI_DELIVERY_REFUSED);
+    cli_resp_close(&r);
+
+    /* Any other reset, or no status at all: unknown. */
+    cli_resp_init(&r, 0);
+    ok_headers();
+    cli_resp_on_close(&r, 0x2);
+    CHECK_EQ_INT(cli_resp_delivery(&r), CLI_DELIVERY_UNKNOWN);
+    cli_resp_close(&r);
+}
+
 int main(void)
 {
     RUN(ok_with_message);
@@ -265,5 +319,6 @@ int main(void)
     RUN(size_limit);
     RUN(long_message_and_leader_bounded);
     RUN(no_status_header);
+    RUN(leader_trailers_and_delivery);
     return unit_done();
 }
