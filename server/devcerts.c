@@ -259,67 +259,139 @@ static int pair_exists(const char *dir, const char *base)
     return devcerts_path(path, sizeof path, dir, file) == 0 && file_exists(path);
 }
 
-int devcerts_ensure(const char *dir, int *generated, struct werr *e)
+/* Load the CA in dir, or create it. *fresh is set when it was created (so
+ * every leaf must be issued again: old ones would not chain to it). */
+static int ensure_ca(const char *dir, const char *cn, X509 **ca, EVP_PKEY **ca_key,
+                     int *fresh, int *n, struct werr *e)
 {
-    int n = 0;
-    if (generated != NULL) {
-        *generated = 0;
-    }
+    *fresh = 0;
     if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
         return werr_set(e, WERR_IO, "devcerts: mkdir %s: %s", dir, strerror(errno));
     }
-    X509 *ca = NULL;
-    EVP_PKEY *ca_key = NULL;
-    int fresh_ca = 0;
-    int rc;
     if (pair_exists(dir, "ca")) {
         char cpath[DEVCERTS_PATH_MAX], kpath[DEVCERTS_PATH_MAX];
         if (devcerts_path(cpath, sizeof cpath, dir, "ca.pem") != 0 ||
             devcerts_path(kpath, sizeof kpath, dir, "ca-key.pem") != 0) {
             return werr_set(e, WERR_LIMIT, "devcerts: path too long: %s", dir);
         }
-        rc = load_pair(cpath, kpath, &ca, &ca_key, e);
-        if (rc != 0) {
-            return rc;
-        }
-    } else {
-        const struct leaf_spec spec = {.cn = "warden dev CA"};
-        rc = make_pair(dir, "ca", &spec, NULL, NULL, &ca, &ca_key, e);
-        if (rc != 0) {
-            return rc;
-        }
-        fresh_ca = 1;
-        n += 2;
+        return load_pair(cpath, kpath, ca, ca_key, e);
     }
+    const struct leaf_spec spec = {.cn = cn};
+    int rc = make_pair(dir, "ca", &spec, NULL, NULL, ca, ca_key, e);
+    if (rc != 0) {
+        return rc;
+    }
+    *fresh = 1;
+    *n += 2;
+    return 0;
+}
 
-    if (fresh_ca || !pair_exists(dir, "server")) {
-        const struct leaf_spec spec = {
-            .cn = "wardend dev server",
-            .san = "IP:127.0.0.1,DNS:localhost",
-            .eku = "serverAuth",
-        };
-        rc = make_pair(dir, "server", &spec, ca, ca_key, NULL, NULL, e);
-        if (rc != 0) {
-            goto out_free_ca;
-        }
-        n += 2;
+/* Issue base.pem/base-key.pem unless both exist and the CA is not new. */
+static int ensure_leaf(const char *dir, const char *base, const struct leaf_spec *spec,
+                       X509 *ca, EVP_PKEY *ca_key, int fresh_ca, int *n,
+                       struct werr *e)
+{
+    if (!fresh_ca && pair_exists(dir, base)) {
+        return 0;
     }
+    int rc = make_pair(dir, base, spec, ca, ca_key, NULL, NULL, e);
+    if (rc == 0) {
+        *n += 2;
+    }
+    return rc;
+}
+
+/* <role>.pem for every client role, SAN URI warden://role/<role>/<prefix><role>. */
+static int ensure_roles(const char *dir, const char *prefix, X509 *ca,
+                        EVP_PKEY *ca_key, int fresh_ca, int *n, struct werr *e)
+{
     for (size_t i = 0; i < devcerts_n_roles; i++) {
         const char *role = devcerts_roles[i];
-        if (!fresh_ca && pair_exists(dir, role)) {
-            continue;
-        }
         char cn[64], san[128];
-        snprintf(cn, sizeof cn, "dev-%s", role);
-        snprintf(san, sizeof san, "URI:" PRINCIPAL_URI_PREFIX "%s/dev-%s", role, role);
+        snprintf(cn, sizeof cn, "%s%s", prefix, role);
+        snprintf(san, sizeof san, "URI:" PRINCIPAL_URI_PREFIX "%s/%s%s", role,
+                 prefix, role);
         const struct leaf_spec spec = {.cn = cn, .san = san, .eku = "clientAuth"};
-        rc = make_pair(dir, role, &spec, ca, ca_key, NULL, NULL, e);
+        int rc = ensure_leaf(dir, role, &spec, ca, ca_key, fresh_ca, n, e);
         if (rc != 0) {
+            return rc;
+        }
+    }
+    return 0;
+}
+
+/* A node's certificate serves both its gRPC port (server) and Raft peer
+ * traffic, where it is also the client side: SAN IP (+ DNS:localhost for
+ * loopback) and the one SAN URI warden://role/peer/n<id> that the peer
+ * transport binds to raft server id <id> (consensus/node.h). */
+static int ensure_node(const char *dir, const char *base, unsigned id,
+                       const char *ip, X509 *ca, EVP_PKEY *ca_key, int fresh_ca,
+                       int *n, struct werr *e)
+{
+    char cn[64], san[192];
+    snprintf(cn, sizeof cn, "wardend n%u", id);
+    snprintf(san, sizeof san,
+             "IP:%s,DNS:localhost,URI:" PRINCIPAL_URI_PREFIX "peer/n%u", ip, id);
+    const struct leaf_spec spec = {.cn = cn, .san = san,
+                                   .eku = "serverAuth,clientAuth"};
+    return ensure_leaf(dir, base, &spec, ca, ca_key, fresh_ca, n, e);
+}
+
+int devcerts_ensure(const char *dir, int *generated, struct werr *e)
+{
+    int n = 0, fresh_ca = 0, rc;
+    X509 *ca = NULL;
+    EVP_PKEY *ca_key = NULL;
+    if (generated != NULL) {
+        *generated = 0;
+    }
+    if ((rc = ensure_ca(dir, "warden dev CA", &ca, &ca_key, &fresh_ca, &n, e)) != 0) {
+        return rc;
+    }
+    const struct leaf_spec server = {
+        .cn = "wardend dev server",
+        .san = "IP:127.0.0.1,DNS:localhost",
+        .eku = "serverAuth",
+    };
+    if ((rc = ensure_leaf(dir, "server", &server, ca, ca_key, fresh_ca, &n, e)) != 0 ||
+        (rc = ensure_roles(dir, "dev-", ca, ca_key, fresh_ca, &n, e)) != 0 ||
+        (rc = ensure_node(dir, DEVCERTS_DEV_PEER, DEVCERTS_DEV_NODE_ID, "127.0.0.1",
+                          ca, ca_key, fresh_ca, &n, e)) != 0) {
+        goto out_free_ca;
+    }
+    if (generated != NULL) {
+        *generated = n;
+    }
+
+out_free_ca:
+    X509_free(ca);
+    EVP_PKEY_free(ca_key);
+    return rc;
+}
+
+int devcerts_cluster(const char *dir, const struct devcerts_node *nodes,
+                     size_t n_nodes, int *generated, struct werr *e)
+{
+    int n = 0, fresh_ca = 0, rc;
+    X509 *ca = NULL;
+    EVP_PKEY *ca_key = NULL;
+    if (generated != NULL) {
+        *generated = 0;
+    }
+    if ((rc = ensure_ca(dir, "warden cluster CA", &ca, &ca_key, &fresh_ca, &n, e)) != 0) {
+        return rc;
+    }
+    if ((rc = ensure_roles(dir, "", ca, ca_key, fresh_ca, &n, e)) != 0) {
+        goto out_free_ca;
+    }
+    for (size_t i = 0; i < n_nodes; i++) {
+        char base[32];
+        snprintf(base, sizeof base, "node-%u", nodes[i].id);
+        if ((rc = ensure_node(dir, base, nodes[i].id, nodes[i].ip, ca, ca_key,
+                              fresh_ca, &n, e)) != 0) {
             goto out_free_ca;
         }
-        n += 2;
     }
-    rc = 0;
     if (generated != NULL) {
         *generated = n;
     }

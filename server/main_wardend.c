@@ -1,7 +1,9 @@
-/* main_wardend.c - wardend: flags, then one node on the default loop.
+/* main_wardend.c - wardend: flags, then one node on the default loop; or
+ * `wardend gen-certs`, which writes a cluster PKI and exits.
  *
  * Exit codes: 0 after a graceful shutdown (SIGTERM/SIGINT), 2 for a usage or
- * configuration error, 1 for any other start-up failure. */
+ * configuration error, 1 for any other start-up failure or a fatal Raft
+ * error while running. */
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -12,6 +14,8 @@
 #include <uv.h>
 
 #include "../common/log.h"
+#include "cluster_cfg.h"
+#include "devcerts.h"
 #include "node.h"
 
 /* Bounds on numeric flags: keep operators from configuring something the
@@ -21,20 +25,42 @@
 #define SHUTDOWN_GRACE_MS_MAX 600000u
 #define TIMEOUT_MS_MAX 86400000u
 #define MAX_CONNS_MAX 65536u
+/* Raft election timeout: below 100 ms the 100 ms heartbeat cannot fit;
+ * above a minute a dead leader goes unnoticed too long. */
+#define ELECTION_MS_MIN 200u
+#define ELECTION_MS_MAX 60000u
 
 static void usage(FILE *f)
 {
     fprintf(f,
             "usage: wardend [--dev] [options]\n"
+            "       wardend --node-id N (--peers ID=PEER[/CLIENT],... | --join)\n"
+            "               --tls-ca CA --tls-cert CERT --tls-key KEY [options]\n"
+            "       wardend gen-certs --out DIR --node ID=IP [--node ID=IP ...]\n"
             "\n"
-            "  --dev                     development mode: generate (first start) or\n"
-            "                            reuse a CA, server and per-role client\n"
-            "                            certificates under DATA-DIR/dev-certs\n"
-            "  --data-dir DIR            state directory (default %s)\n"
-            "  --listen ADDR:PORT        listen address (default %s; [V6]:PORT for IPv6)\n"
-            "  --tls-cert FILE           server certificate chain (PEM; required without --dev)\n"
-            "  --tls-key FILE            server private key (PEM; required without --dev)\n"
-            "  --tls-ca FILE             CA for client certificates (PEM; required without --dev)\n"
+            "  --dev                     development mode: a one-node cluster (id 1);\n"
+            "                            generate (first start) or reuse a CA, server,\n"
+            "                            peer-n1 and per-role client certificates\n"
+            "                            under DATA-DIR/dev-certs\n"
+            "  --data-dir DIR            state directory: DIR/db, DIR/raft (default %s)\n"
+            "  --listen ADDR:PORT        client (gRPC) address (default %s in dev mode,\n"
+            "                            else this node's --peers client address;\n"
+            "                            [V6]:PORT for IPv6)\n"
+            "  --node-id N               this node's raft id (1..4294967295)\n"
+            "  --peers ID=PEER[/CLIENT],...\n"
+            "                            initial voters, a.b.c.d:PORT each; CLIENT\n"
+            "                            defaults to PEER's host, port - 1. Bootstraps a\n"
+            "                            fresh data dir; ignored once the raft log exists\n"
+            "  --join                    start without bootstrapping; wait to be added\n"
+            "                            (Cluster.AddMember on the leader)\n"
+            "  --peer-listen ADDR:PORT   raft peer address (default: from --peers; dev:\n"
+            "                            the client host, port + 1)\n"
+            "  --election-timeout-ms N   raft election timeout (default %u)\n"
+            "  --tls-cert FILE           node certificate chain (PEM; required without\n"
+            "                            --dev); serves clients and raft peers, so it\n"
+            "                            carries SAN URI warden://role/peer/n<N>\n"
+            "  --tls-key FILE            its private key (PEM; required without --dev)\n"
+            "  --tls-ca FILE             cluster CA for client and peer certificates\n"
             "  --log-level LEVEL         debug|info|warn|error (default info)\n"
             "  --max-msg-bytes N         largest gRPC message, both directions (default %zu)\n"
             "  --shutdown-grace-ms N     drain budget on SIGTERM (default %u)\n"
@@ -42,7 +68,8 @@ static void usage(FILE *f)
             "  --handshake-timeout-ms N  TLS handshake budget (default %u)\n"
             "  --idle-timeout-ms N       close connections idle this long (default %u)\n"
             "  -h, --help\n",
-            NODE_DATA_DIR_DEFAULT, NODE_LISTEN_DEFAULT, GRPC_MAX_MSG_DEFAULT,
+            NODE_DATA_DIR_DEFAULT, NODE_LISTEN_DEFAULT, WNODE_ELECTION_TIMEOUT_MS,
+            GRPC_MAX_MSG_DEFAULT,
             NODE_SHUTDOWN_GRACE_MS_DEFAULT, NODE_MAX_CONNS_DEFAULT,
             CONN_HANDSHAKE_TIMEOUT_MS_DEFAULT, CONN_IDLE_TIMEOUT_MS_DEFAULT);
 }
@@ -78,10 +105,104 @@ enum {
     OPT_MAX_CONNS,
     OPT_HANDSHAKE,
     OPT_IDLE,
+    OPT_NODE_ID,
+    OPT_PEERS,
+    OPT_PEER_LISTEN,
+    OPT_JOIN,
+    OPT_ELECTION,
+    OPT_OUT,
+    OPT_NODE,
 };
+
+/* `wardend gen-certs --out DIR --node ID=IP ...`: the cluster PKI
+ * (devcerts_cluster). Reuses what DIR already holds. */
+static int gen_certs_main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"out", required_argument, NULL, OPT_OUT},
+        {"node", required_argument, NULL, OPT_NODE},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    struct devcerts_node nodes[WNODE_MEMBERS_MAX];
+    /* Parsed IPs live here; nodes[i].ip points into it. */
+    static char ips[WNODE_MEMBERS_MAX][16];
+    size_t n = 0;
+    const char *out = NULL;
+    int ch;
+    struct werr e;
+    werr_clear(&e);
+    optind = 1;
+    while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (ch) {
+        case OPT_OUT:
+            out = optarg;
+            break;
+        case OPT_NODE: {
+            char buf[64], ipport[32];
+            unsigned port;
+            char *eq;
+            if (n >= WNODE_MEMBERS_MAX) {
+                wlog(WLOG_ERROR, "gen-certs: too many --node flags", NULL);
+                return 2;
+            }
+            snprintf(buf, sizeof buf, "%s", optarg);
+            eq = strchr(buf, '=');
+            if (eq == NULL) {
+                wlog(WLOG_ERROR, "gen-certs: --node wants ID=IP", "value", optarg, NULL);
+                return 2;
+            }
+            *eq = '\0';
+            snprintf(ipport, sizeof ipport, "%s:1", eq + 1);
+            if (cluster_id_parse(buf, &nodes[n].id, &e) != 0 ||
+                cluster_hostport_parse(ipport, 0, ips[n], sizeof ips[n], &port, &e) != 0) {
+                wlog(WLOG_ERROR, "gen-certs: bad --node", "value", optarg, "error", e.msg,
+                     NULL);
+                return 2;
+            }
+            for (size_t i = 0; i < n; i++) {
+                if (nodes[i].id == nodes[n].id) {
+                    wlog(WLOG_ERROR, "gen-certs: node id listed twice", "value", optarg,
+                         NULL);
+                    return 2;
+                }
+            }
+            nodes[n].ip = ips[n];
+            n++;
+            break;
+        }
+        case 'h':
+            fprintf(stdout, "usage: wardend gen-certs --out DIR --node ID=IP [--node ID=IP ...]\n");
+            return 0;
+        default:
+            fprintf(stderr, "usage: wardend gen-certs --out DIR --node ID=IP [--node ID=IP ...]\n");
+            return 2;
+        }
+    }
+    if (out == NULL || optind < argc) {
+        fprintf(stderr, "usage: wardend gen-certs --out DIR --node ID=IP [--node ID=IP ...]\n");
+        return 2;
+    }
+    int generated = 0;
+    int rc = devcerts_cluster(out, nodes, n, &generated, &e);
+    if (rc != 0) {
+        wlog(WLOG_ERROR, "gen-certs failed", "error", e.msg, NULL);
+        return 1;
+    }
+    char gen[24], nn[24];
+    snprintf(gen, sizeof gen, "%d", generated);
+    snprintf(nn, sizeof nn, "%zu", n);
+    wlog(WLOG_INFO, "cluster certificates ready", "dir", out, "nodes", nn,
+         "files_written", gen, "files",
+         "ca.pem, node-<id>.pem, node-<id>-key.pem, <role>.pem, <role>-key.pem", NULL);
+    return 0;
+}
 
 int main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "gen-certs") == 0) {
+        return gen_certs_main(argc - 1, argv + 1);
+    }
     static const struct option opts[] = {
         {"dev", no_argument, NULL, OPT_DEV},
         {"data-dir", required_argument, NULL, OPT_DATA_DIR},
@@ -95,6 +216,11 @@ int main(int argc, char **argv)
         {"max-conns", required_argument, NULL, OPT_MAX_CONNS},
         {"handshake-timeout-ms", required_argument, NULL, OPT_HANDSHAKE},
         {"idle-timeout-ms", required_argument, NULL, OPT_IDLE},
+        {"node-id", required_argument, NULL, OPT_NODE_ID},
+        {"peers", required_argument, NULL, OPT_PEERS},
+        {"peer-listen", required_argument, NULL, OPT_PEER_LISTEN},
+        {"join", no_argument, NULL, OPT_JOIN},
+        {"election-timeout-ms", required_argument, NULL, OPT_ELECTION},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -163,6 +289,31 @@ int main(int argc, char **argv)
             }
             cfg.idle_timeout_ms = v;
             break;
+        case OPT_NODE_ID: {
+            struct werr ie;
+            if (cluster_id_parse(optarg, &cfg.node_id, &ie) != 0) {
+                wlog(WLOG_ERROR, "bad flag value", "flag", "--node-id", "value", optarg,
+                     "error", ie.msg, NULL);
+                return 2;
+            }
+            break;
+        }
+        case OPT_PEERS:
+            cfg.peers = optarg;
+            break;
+        case OPT_PEER_LISTEN:
+            cfg.peer_listen = optarg;
+            break;
+        case OPT_JOIN:
+            cfg.join = 1;
+            break;
+        case OPT_ELECTION:
+            if (parse_u64("--election-timeout-ms", optarg, ELECTION_MS_MIN,
+                          ELECTION_MS_MAX, &v) != 0) {
+                return 2;
+            }
+            cfg.election_timeout_ms = (unsigned)v;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -207,5 +358,5 @@ int main(int argc, char **argv)
         return 1;
     }
     wlog(WLOG_INFO, "wardend stopped", NULL);
-    return 0;
+    return node.exit_code;
 }

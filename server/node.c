@@ -8,15 +8,14 @@
 #include <sys/stat.h>
 
 #include "../common/log.h"
-#include "../domain/inventory.h"
-#include "../storage/store.h"
+#include "cluster_cfg.h"
 #include "devcerts.h"
 #include "tls.h"
 
 void node_config_defaults(struct node_config *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
-    cfg->listen = NODE_LISTEN_DEFAULT;
+    cfg->listen = NULL; /* resolved in node_init (resolve_cluster) */
     cfg->data_dir = NODE_DATA_DIR_DEFAULT;
     cfg->max_msg = GRPC_MAX_MSG_DEFAULT;
     cfg->shutdown_grace_ms = NODE_SHUTDOWN_GRACE_MS_DEFAULT;
@@ -90,7 +89,11 @@ static int setup_tls(struct node *n, struct werr *e)
         if ((rc = join(n->certs_dir, sizeof n->certs_dir, cfg->data_dir, "dev-certs", e)) ||
             (rc = join(n->cert_path, sizeof n->cert_path, n->certs_dir, "server.pem", e)) ||
             (rc = join(n->key_path, sizeof n->key_path, n->certs_dir, "server-key.pem", e)) ||
-            (rc = join(n->ca_path, sizeof n->ca_path, n->certs_dir, "ca.pem", e))) {
+            (rc = join(n->ca_path, sizeof n->ca_path, n->certs_dir, "ca.pem", e)) ||
+            (rc = join(n->peer_cert_path, sizeof n->peer_cert_path, n->certs_dir,
+                       DEVCERTS_DEV_PEER ".pem", e)) ||
+            (rc = join(n->peer_key_path, sizeof n->peer_key_path, n->certs_dir,
+                       DEVCERTS_DEV_PEER "-key.pem", e))) {
             return rc;
         }
         int generated = 0;
@@ -114,8 +117,146 @@ static int setup_tls(struct node *n, struct werr *e)
         tc.cert_file = cfg->tls_cert;
         tc.key_file = cfg->tls_key;
         tc.ca_file = cfg->tls_ca;
+        /* One certificate for both ports (SAN IP + URI peer/n<id>). */
+        snprintf(n->peer_cert_path, sizeof n->peer_cert_path, "%s", cfg->tls_cert);
+        snprintf(n->peer_key_path, sizeof n->peer_key_path, "%s", cfg->tls_key);
+        snprintf(n->ca_path, sizeof n->ca_path, "%s", cfg->tls_ca);
     }
     return tls_server_ctx_new(&n->ssl_ctx, &tc, e);
+}
+
+/* Who this node is in the cluster: id, advertised client and peer
+ * addresses, the bootstrap voters, and the address to bind for clients
+ * (n->cfg.listen). Dev mode is a one-node cluster (node.h). A listen port
+ * of 0 is fixed up after the bind (fix_client_port). */
+static int resolve_cluster(struct node *n, struct werr *e)
+{
+    struct node_config *cfg = &n->cfg;
+    struct wnode_config *w = &n->wcfg;
+    char host[16];
+    unsigned port;
+    int rc;
+
+    memset(w, 0, sizeof *w);
+    if (cfg->peer_listen != NULL &&
+        (rc = cluster_hostport_parse(cfg->peer_listen, cfg->dev, host, sizeof host,
+                                     &port, e)) != 0) {
+        return werr_wrap(e, "--peer-listen");
+    }
+    if (cfg->dev) {
+        if (cfg->node_id != 0 || cfg->peers != NULL || cfg->join) {
+            return werr_set(e, WERR_CONFIG,
+                            "--dev is a one-node cluster (id %u); do not combine it "
+                            "with --node-id/--peers/--join",
+                            DEVCERTS_DEV_NODE_ID);
+        }
+        if (cfg->listen == NULL) {
+            cfg->listen = NODE_LISTEN_DEFAULT;
+        }
+        n->id = DEVCERTS_DEV_NODE_ID;
+        snprintf(n->client_addr, sizeof n->client_addr, "%s", cfg->listen);
+        if (cfg->peer_listen != NULL) {
+            snprintf(n->peer_addr, sizeof n->peer_addr, "%s", cfg->peer_listen);
+        } else if (cluster_hostport_parse(cfg->listen, 1, host, sizeof host, &port,
+                                          NULL) == 0) {
+            /* Client port + 1; an ephemeral client port (0) gets an
+             * ephemeral peer port: nobody dials a one-node cluster. */
+            snprintf(n->peer_addr, sizeof n->peer_addr, "%s:%u", host,
+                     port == 0 ? 0u : port + 1);
+        } else {
+            /* IPv6 client listener: the peer transport is IPv4 only. */
+            return werr_set(e, WERR_CONFIG,
+                            "--listen %s is not IPv4: pass --peer-listen a.b.c.d:PORT "
+                            "(the Raft transport is IPv4 only)",
+                            cfg->listen);
+        }
+        w->bootstrap = 1;
+        w->n_peers = 1;
+        w->peers[0].id = n->id;
+        snprintf(w->peers[0].peer_addr, sizeof w->peers[0].peer_addr, "%s", n->peer_addr);
+        snprintf(w->peers[0].client_addr, sizeof w->peers[0].client_addr, "%s",
+                 n->client_addr);
+        return 0;
+    }
+
+    if (cfg->node_id == 0) {
+        return werr_set(e, WERR_CONFIG,
+                        "--node-id is required (or --dev for a one-node dev cluster)");
+    }
+    n->id = cfg->node_id;
+    if (cfg->peers == NULL && !cfg->join) {
+        return werr_set(e, WERR_CONFIG,
+                        "pass --peers ID=PEER[/CLIENT],... (bootstrap; ignored once the "
+                        "data dir has a raft log) or --join (wait for AddMember)");
+    }
+    const struct wnode_peer *self = NULL;
+    if (cfg->peers != NULL) {
+        if ((rc = cluster_peers_parse(cfg->peers, w->peers, WNODE_MEMBERS_MAX,
+                                      &w->n_peers, e)) != 0) {
+            return rc;
+        }
+        self = cluster_peers_find(w->peers, w->n_peers, n->id);
+        if (self == NULL && !cfg->join) {
+            return werr_set(e, WERR_CONFIG, "--node-id %u is not in --peers", n->id);
+        }
+        w->bootstrap = !cfg->join;
+    }
+    if (self != NULL) {
+        if (cfg->peer_listen != NULL && strcmp(cfg->peer_listen, self->peer_addr) != 0) {
+            return werr_set(e, WERR_CONFIG,
+                            "--peer-listen %s differs from --peers entry %u=%s",
+                            cfg->peer_listen, n->id, self->peer_addr);
+        }
+        snprintf(n->peer_addr, sizeof n->peer_addr, "%s", self->peer_addr);
+        snprintf(n->client_addr, sizeof n->client_addr, "%s", self->client_addr);
+    } else {
+        if (cfg->peer_listen == NULL) {
+            return werr_set(e, WERR_CONFIG, "--join needs --peer-listen a.b.c.d:PORT");
+        }
+        snprintf(n->peer_addr, sizeof n->peer_addr, "%s", cfg->peer_listen);
+        if (cfg->listen != NULL &&
+            cluster_hostport_parse(cfg->listen, 0, host, sizeof host, &port, NULL) == 0 &&
+            strcmp(host, "0.0.0.0") != 0) {
+            snprintf(n->client_addr, sizeof n->client_addr, "%s", cfg->listen);
+        } else if ((rc = cluster_addr_shift(n->peer_addr, -1, n->client_addr,
+                                            sizeof n->client_addr, e)) != 0) {
+            return werr_wrap(e, "client address (peer port - 1)");
+        }
+    }
+    if (cfg->listen == NULL) {
+        cfg->listen = n->client_addr;
+    }
+    return 0;
+}
+
+/* --listen ADDR:0 in dev: advertise the port the kernel picked. */
+static void fix_client_port(struct node *n)
+{
+    char host[16];
+    unsigned port;
+    if (cluster_hostport_parse(n->client_addr, 1, host, sizeof host, &port, NULL) != 0 ||
+        port != 0) {
+        return;
+    }
+    int bound = node_port(n);
+    if (bound > 0) {
+        snprintf(n->client_addr, sizeof n->client_addr, "%s:%d", host, bound);
+        for (unsigned i = 0; i < n->wcfg.n_peers; i++) {
+            if (n->wcfg.peers[i].id == n->id) {
+                snprintf(n->wcfg.peers[i].client_addr,
+                         sizeof n->wcfg.peers[i].client_addr, "%s", n->client_addr);
+            }
+        }
+    }
+}
+
+static void raft_fatal_cb(struct wnode *wn, const struct werr *e, void *arg)
+{
+    struct node *n = arg;
+    (void)wn;
+    wlog(WLOG_ERROR, "raft node failed; shutting down", "error", e->msg, NULL);
+    n->exit_code = 1;
+    node_stop(n);
 }
 
 static void listener_close_cb(uv_handle_t *h)
@@ -136,7 +277,10 @@ int node_init(struct node *n, uv_loop_t *loop, const struct node_config *cfg,
     }
     int rc;
     struct sockaddr_storage addr;
-    rc = parse_listen(cfg->listen, &addr, e);
+    if ((rc = resolve_cluster(n, e)) != 0) {
+        return rc;
+    }
+    rc = parse_listen(n->cfg.listen, &addr, e);
     if (rc != 0) {
         return rc;
     }
@@ -148,29 +292,51 @@ int node_init(struct node *n, uv_loop_t *loop, const struct node_config *cfg,
         return rc;
     }
 
-    char db[NODE_PATH_MAX];
-    if ((rc = join(db, sizeof db, cfg->data_dir, "db", e)) != 0) {
+    rc = uv_tcp_init(loop, &n->listener);
+    if (rc != 0) {
+        rc = werr_set(e, WERR_IO, "uv_tcp_init: %s", uv_strerror(rc));
         goto err_free_tls;
     }
-    struct store_config sc = {.path = db};
-    rc = store_open(&n->store, &sc, e);
+    n->listener.data = n;
+    n->listener_open = 1;
+    rc = uv_tcp_bind(&n->listener, (const struct sockaddr *)&addr, 0);
     if (rc != 0) {
-        werr_wrap(e, "store %s", db);
-        goto err_free_tls;
+        /* uv_tcp_bind may defer EADDRINUSE to listen; node_start reports
+         * it there with the same words. */
+        rc = werr_set(e, WERR_CONFIG, "--listen %s: %s", n->cfg.listen, uv_strerror(rc));
+        goto err_close_listener;
     }
-    rc = inv_open(&n->inv, n->store, e);
+    fix_client_port(n);
+
+    /* The Raft node opens DIR/db (the state machine) and DIR/raft. */
+    struct wnode_config *w = &n->wcfg;
+    w->id = n->id;
+    w->data_dir = cfg->data_dir;
+    w->loop = loop;
+    w->peer_addr = n->peer_addr;
+    w->client_addr = n->client_addr;
+    w->ca_file = n->ca_path;
+    w->cert_file = n->peer_cert_path;
+    w->key_file = n->peer_key_path;
+    w->election_timeout_ms = cfg->election_timeout_ms;
+    w->on_fatal = raft_fatal_cb;
+    w->on_fatal_arg = n;
+    rc = wnode_start(&n->wn, w, e);
     if (rc != 0) {
-        werr_wrap(e, "inventory");
-        goto err_close_store;
+        werr_wrap(e, "raft");
+        if (rc != WERR_NOMEM && rc != WERR_IO && rc != WERR_CORRUPT && rc != WERR_TLS) {
+            rc = WERR_CONFIG;
+        }
+        goto err_close_listener;
     }
 
-    n->svc.store = n->store;
-    n->svc.inv = n->inv;
+    n->svc.wn = n->wn;
     n->svc.health = SVC_HEALTH_NOT_SERVING;
     grpc_router_init(&n->router);
     if ((rc = svc_health_register(&n->router, &n->svc, e)) != 0 ||
-        (rc = svc_inventory_register(&n->router, &n->svc, e)) != 0) {
-        goto err_close_inv;
+        (rc = svc_inventory_register(&n->router, &n->svc, e)) != 0 ||
+        (rc = svc_cluster_register(&n->router, &n->svc, e)) != 0) {
+        goto err_close_wnode;
     }
 
     n->host.loop = loop;
@@ -182,32 +348,16 @@ int node_init(struct node *n, uv_loop_t *loop, const struct node_config *cfg,
     n->host.write_queue_max = CONN_WRITE_QUEUE_MAX;
     n->host.max_conns = n->cfg.max_conns;
     conn_host_init(&n->host);
-
-    rc = uv_tcp_init(loop, &n->listener);
-    if (rc != 0) {
-        rc = werr_set(e, WERR_IO, "uv_tcp_init: %s", uv_strerror(rc));
-        goto err_close_inv;
-    }
-    n->listener.data = n;
-    n->listener_open = 1;
-    rc = uv_tcp_bind(&n->listener, (const struct sockaddr *)&addr, 0);
-    if (rc != 0) {
-        /* uv_tcp_bind may defer EADDRINUSE to listen; node_start reports
-         * it there with the same words. */
-        rc = werr_set(e, WERR_CONFIG, "--listen %s: %s", cfg->listen, uv_strerror(rc));
-        goto err_close_listener;
-    }
     return 0;
 
+err_close_wnode:
+    wnode_close(n->wn, NULL, NULL);
+    n->wn = NULL;
 err_close_listener:
     uv_close((uv_handle_t *)&n->listener, listener_close_cb);
-    uv_run(loop, UV_RUN_DEFAULT); /* only this handle is open: runs its close */
-err_close_inv:
-    inv_close(n->inv);
-    n->inv = NULL;
-err_close_store:
-    store_close(n->store);
-    n->store = NULL;
+    /* Only the listener and the Raft node's teardown are pending: run them
+     * to completion (consensus/node.h: wnode_start's error contract). */
+    uv_run(loop, UV_RUN_DEFAULT);
 err_free_tls:
     SSL_CTX_free(n->ssl_ctx);
     n->ssl_ctx = NULL;
@@ -220,6 +370,13 @@ static void handle_close_cb(uv_handle_t *h)
 {
     struct node *n = h->data;
     n->open_handles--;
+}
+
+static void wnode_closed_cb(void *arg)
+{
+    struct node *n = arg;
+    n->wn = NULL;
+    wlog(WLOG_INFO, "raft node closed", NULL);
 }
 
 /* Once the listener is closed and every connection freed, close the node's
@@ -235,6 +392,12 @@ static void maybe_done(struct node *n)
     uv_close((uv_handle_t *)&n->sig_int, handle_close_cb);
     uv_close((uv_handle_t *)&n->grace, handle_close_cb);
     uv_close((uv_handle_t *)&n->flush, handle_close_cb);
+    uv_close((uv_handle_t *)&n->raft_poll, handle_close_cb);
+    /* Last, the Raft node: every call is gone, so its CANCELLED callbacks
+     * reply to nobody. */
+    if (n->wn != NULL) {
+        wnode_close(n->wn, wnode_closed_cb, n);
+    }
 }
 
 static void conn_freed_cb(struct conn_host *h)
@@ -354,21 +517,64 @@ static void log_dev_usage(const struct node *n)
     }
 }
 
+/* Leadership changes and refused peers, as JSON log lines; health follows
+ * whether a leader is known (svc_health.c). */
+static void raft_poll_cb(uv_timer_t *t)
+{
+    struct node *n = t->data;
+    struct wnode_status st;
+    if (n->wn == NULL) {
+        return;
+    }
+    wnode_status(n->wn, &st);
+    if (st.leader_id != n->seen_leader || (int)st.state != n->seen_state ||
+        (st.state == WNODE_LEADER && st.term != n->seen_term)) {
+        char term[24], lid[16], id[16];
+        snprintf(term, sizeof term, "%llu", (unsigned long long)st.term);
+        snprintf(lid, sizeof lid, "%u", st.leader_id);
+        snprintf(id, sizeof id, "%u", st.id);
+        wlog(st.leader_id == 0 ? WLOG_WARN : WLOG_INFO,
+             st.leader_id == 0 ? "raft leader lost" : "raft leadership changed",
+             "node_id", id, "state", st.state_name, "term", term, "leader_id", lid,
+             "leader_addr", st.leader_client_addr, NULL);
+        n->seen_leader = st.leader_id;
+        n->seen_state = (int)st.state;
+        n->seen_term = st.term;
+    }
+    if (st.tls_refused != n->seen_refused) {
+        char delta[24], total[24];
+        snprintf(delta, sizeof delta, "%lu", st.tls_refused - n->seen_refused);
+        snprintf(total, sizeof total, "%lu", st.tls_refused);
+        wlog(WLOG_WARN, "raft peer connections refused", "new", delta, "total", total,
+             NULL);
+        n->seen_refused = st.tls_refused;
+    }
+    if (n->state == NODE_RUNNING) {
+        svc_health_set(&n->svc, st.leader_id != 0 && !st.failed ? SVC_HEALTH_SERVING
+                                                                 : SVC_HEALTH_NOT_SERVING);
+    }
+}
+
 int node_start(struct node *n, struct werr *e)
 {
     int rc = uv_listen((uv_stream_t *)&n->listener, NODE_LISTEN_BACKLOG, connection_cb);
     if (rc != 0) {
         rc = werr_set(e, WERR_CONFIG, "--listen %s: %s", n->cfg.listen, uv_strerror(rc));
         uv_close((uv_handle_t *)&n->listener, listener_close_cb);
-        uv_run(n->loop, UV_RUN_DEFAULT); /* only the listener is open */
+        wnode_close(n->wn, NULL, NULL);
+        n->wn = NULL;
+        uv_run(n->loop, UV_RUN_DEFAULT); /* the listener and the Raft node */
         return rc;
     }
     uv_signal_init(n->loop, &n->sig_term);
     uv_signal_init(n->loop, &n->sig_int);
     uv_timer_init(n->loop, &n->grace);
     uv_prepare_init(n->loop, &n->flush);
+    uv_timer_init(n->loop, &n->raft_poll);
     n->sig_term.data = n->sig_int.data = n->grace.data = n->flush.data = n;
-    n->open_handles = 4;
+    n->raft_poll.data = n;
+    n->open_handles = 5;
+    n->seen_state = -1;
     n->host.on_conn_freed = conn_freed_cb;
     uv_signal_start(&n->sig_term, signal_cb, SIGTERM);
     uv_signal_start(&n->sig_int, signal_cb, SIGINT);
@@ -383,10 +589,19 @@ int node_start(struct node *n, struct werr *e)
          "data_dir", n->cfg.data_dir,
          "mode", n->cfg.dev ? "dev" : "production", "max_conns", maxc,
          "max_msg_bytes", maxm, NULL);
+    char id[16];
+    snprintf(id, sizeof id, "%u", n->id);
+    wlog(WLOG_INFO, "raft node started", "node_id", id, "client_addr", n->client_addr,
+         "peer_addr", n->peer_addr,
+         "bootstrap", n->wcfg.bootstrap ? "yes (ignored if the log exists)" : "no",
+         NULL);
     if (n->cfg.dev) {
         log_dev_usage(n);
     }
-    svc_health_set(&n->svc, SVC_HEALTH_SERVING);
+    /* Health: SERVING once a leader is known (a one-node cluster elects
+     * itself at start); the poll keeps it current. */
+    raft_poll_cb(&n->raft_poll);
+    uv_timer_start(&n->raft_poll, raft_poll_cb, NODE_RAFT_POLL_MS, NODE_RAFT_POLL_MS);
     return 0;
 }
 
@@ -405,10 +620,6 @@ int node_port(const struct node *n)
 
 void node_close(struct node *n)
 {
-    inv_close(n->inv);
-    n->inv = NULL;
-    store_close(n->store);
-    n->store = NULL;
     SSL_CTX_free(n->ssl_ctx);
     n->ssl_ctx = NULL;
 }

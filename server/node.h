@@ -1,5 +1,15 @@
-/* node.h - one wardend process: the listener, connections, services, store,
- * signals and graceful shutdown, on one libuv loop.
+/* node.h - one wardend process: the listener, connections, services, the
+ * Raft node (consensus/node.h) that owns the store, signals and graceful
+ * shutdown, on one libuv loop.
+ *
+ * Every wardend runs Raft (issue 3). `--dev` is a one-node cluster: id 1,
+ * peer address = the client host with port + 1 (port 0 stays 0), peer
+ * certificate DIR/dev-certs/peer-n1.pem. A cluster node takes --node-id,
+ * --peers (bootstrap a pristine data dir with these voters) or --join
+ * (start empty and wait for AddMember), --peer-listen, and one certificate
+ * (SAN IP + URI warden://role/peer/n<id>) for both ports. Data dir layout:
+ * DIR/db (LMDB, owned by the state machine), DIR/raft (raft_uv),
+ * DIR/dev-certs (dev mode). See docs/operations-cluster.md.
  *
  * Lifecycle (libuv's habit): node_init → node_start → (loop runs) →
  * node_stop (from SIGTERM/SIGINT, or by a caller) → the loop ends once every
@@ -25,6 +35,7 @@
 
 #include "../common/err.h"
 #include "../grpc/grpc.h"
+#include "../consensus/node.h"
 #include "conn.h"
 #include "svc.h"
 
@@ -42,6 +53,11 @@
 #define NODE_SHUTDOWN_GRACE_MS_DEFAULT 10000u
 /* Longest path we build under the data dir. */
 #define NODE_PATH_MAX 1024
+/* How often the node looks at Raft for leadership changes and refused
+ * peers (logs, health). raft 0.22 has no state-change callback that
+ * consensus/node.h exposes; 100 ms is well under the 1 s election timeout,
+ * so health follows an election within one poll. */
+#define NODE_RAFT_POLL_MS 100u
 
 struct node_config {
     const char *listen;          /* "ADDR:PORT" or "[V6]:PORT"; port 0 = any */
@@ -55,6 +71,12 @@ struct node_config {
     size_t max_conns;
     uint64_t handshake_timeout_ms;
     uint64_t idle_timeout_ms;
+    /* Cluster (ignored with dev, except peer_listen). */
+    unsigned node_id;            /* 0: not given (required without dev) */
+    const char *peers;           /* --peers value, or NULL */
+    const char *peer_listen;     /* "a.b.c.d:PORT" or NULL */
+    int join;                    /* start empty, wait for AddMember */
+    unsigned election_timeout_ms;   /* 0 = WNODE_ELECTION_TIMEOUT_MS */
 };
 
 /* Fill cfg with the defaults above. */
@@ -81,19 +103,31 @@ struct node {
 
     char certs_dir[NODE_PATH_MAX];
     char cert_path[NODE_PATH_MAX], key_path[NODE_PATH_MAX], ca_path[NODE_PATH_MAX];
+    char peer_cert_path[NODE_PATH_MAX], peer_key_path[NODE_PATH_MAX];
     SSL_CTX *ssl_ctx;
-    struct store *store;
-    struct inv *inv;
+
+    /* Raft. wn is owned from node_init until its close callback. */
+    struct wnode *wn;
+    struct wnode_config wcfg;
+    unsigned id;
+    char client_addr[WNODE_HOSTPORT_MAX];   /* advertised to clients */
+    char peer_addr[WNODE_HOSTPORT_MAX];     /* Raft traffic */
+    uv_timer_t raft_poll;
+    unsigned seen_leader;                   /* for change logs */
+    int seen_state;
+    uint64_t seen_term;
+    unsigned long seen_refused;
+    int exit_code;                          /* 1 after a fatal Raft error */
     struct grpc_router router;
     struct svc_ctx svc;
     struct conn_host host;
 };
 
-/* Prepare certificates (dev mode), TLS, the store, the inventory and the
- * router, and bind the listener. n must stay at a fixed address until
- * node_close. On failure everything is undone (the loop may need one
- * uv_run to finish closing handles) and a WERR code is returned: WERR_CONFIG
- * for bad flags, files or addresses. */
+/* Prepare certificates (dev mode), TLS, bind the listener, start the Raft
+ * node (which opens the store) and register the services. n must stay at a
+ * fixed address until node_close. On failure everything is undone (the
+ * loop is run here until the Raft node's teardown has finished) and a WERR
+ * code is returned: WERR_CONFIG for bad flags, files or addresses. */
 int node_init(struct node *n, uv_loop_t *loop, const struct node_config *cfg,
               struct werr *e);
 /* Listen, install signal handlers, report SERVING. */
@@ -103,7 +137,8 @@ void node_stop(struct node *n);
 /* The bound TCP port (useful with --listen ADDR:0), or -1. Valid between
  * node_init and the listener's close. */
 int node_port(const struct node *n);
-/* After uv_run returned: close the inventory and store, free TLS. */
+/* After uv_run returned: free TLS. (The Raft node and its store closed
+ * during shutdown, before the loop ended.) */
 void node_close(struct node *n);
 
 #endif

@@ -9,8 +9,7 @@
 #include "../common/err.h"
 #include "../grpc/grpc.h"
 
-struct store;
-struct inv;
+struct wnode;
 
 /* Health status values mirror grpc.health.v1.HealthCheckResponse. */
 enum svc_health_status {
@@ -30,8 +29,10 @@ struct svc_health_watch {
 };
 
 struct svc_ctx {
-    struct store *store;   /* borrowed */
-    struct inv *inv;       /* borrowed; domain inventory handle */
+    /* Borrowed; the Raft node. Its store and inventory handles are fetched
+     * through wfsm_store/wfsm_inv(wnode_fsm(wn)) at each read, never cached:
+     * a snapshot restore replaces them (consensus/fsm.h). */
+    struct wnode *wn;
     enum svc_health_status health;
     /* Owned by svc_health.c. */
     struct svc_health_watch watch[SVC_HEALTH_WATCH_MAX];
@@ -48,5 +49,35 @@ void svc_health_shutdown(struct svc_ctx *ctx);
 
 int svc_inventory_register(struct grpc_router *r, struct svc_ctx *ctx,
                            struct werr *e);
+/* warden.v1.Cluster (svc_cluster.c). */
+int svc_cluster_register(struct grpc_router *r, struct svc_ctx *ctx,
+                         struct werr *e);
+
+/* ---- asynchronous replies (svc_common.c) --------------------------------
+ * A handler that waits for Raft (a proposal, a barrier, a membership change)
+ * parks its call in a svc_pending. If the client goes away first (cancel,
+ * deadline, connection closed) the pending loses its call; the Raft
+ * operation still completes, and its callback then replies to nobody. */
+struct svc_pending {
+    struct grpc_call *call;          /* NULL once cancelled */
+    const ProtobufCMessage *req;     /* borrowed from the call; valid only
+                                        while call != NULL */
+    struct svc_ctx *ctx;
+    unsigned u;                      /* handler's own small value */
+};
+/* Allocate and hook the call's cancel callback. NULL on ENOMEM (the call
+ * has then been failed with RESOURCE_EXHAUSTED). */
+struct svc_pending *svc_pending_new(struct svc_ctx *ctx, struct grpc_call *call,
+                                    const ProtobufCMessage *req);
+/* Return the call (NULL if it was cancelled) and free p. */
+struct grpc_call *svc_pending_end(struct svc_pending *p,
+                                  const ProtobufCMessage **req);
+
+/* Fail call for a Raft refusal rc (from wnode_* or its callback): for
+ * WERR_UNAVAIL, UNAVAILABLE "not the leader" with trailers warden-leader
+ * (leader's client address) and warden-leader-id when a leader is known;
+ * otherwise the werr_grpc_status(rc) status with `what` in the message. */
+void svc_fail_raft(struct svc_ctx *ctx, struct grpc_call *call, int rc,
+                   const char *what);
 
 #endif

@@ -4,7 +4,13 @@
  * current status; any other name is NOT_FOUND, as the spec requires.
  * Watch: server streaming. The current status is sent at once, then every
  * change. For an unknown name the spec wants SERVICE_UNKNOWN (not an error)
- * and the stream kept open, since the service could appear later. */
+ * and the stream kept open, since the service could appear later.
+ *
+ * Status follows Raft (server/node.c polls it): SERVING while the node is
+ * running and knows a leader, so it can answer writes (the leader) or point
+ * clients at one (a follower); NOT_SERVING during an election, on a node
+ * cut off from the majority, on a --join node not yet added, and while
+ * shutting down. */
 #include <string.h>
 
 #include "grpc/health/v1/health.pb-c.h"
@@ -17,6 +23,7 @@
 static const char *const known_services[] = {
     "",
     "warden.v1.Inventory",
+    "warden.v1.Cluster",
 };
 
 static int service_known(const char *name)

@@ -1,16 +1,22 @@
 /* svc_inventory.c - warden.v1.Inventory: glue between the gRPC layer and
- * the domain state machine (domain/inventory.h).
+ * the Raft node (consensus/node.h) that owns the inventory.
  *
- * Each handler: open a store txn, fill a dom_ctx, call the domain, commit,
- * reply. Writes reply only after store_txn_commit() returned, i.e. after
- * fsync (docs/storage.md): an acknowledged enroll survives a crash.
+ * Writes (EnrollDevice) become one warden.v1.Command - principal, the
+ * request's idempotency key, the op - proposed with wnode_propose() on the
+ * leader. The reply is sent from the propose callback, i.e. after the entry
+ * is committed by a majority (each of which fsynced it) and applied here:
+ * an acknowledged enroll survives crashes and leader changes. Not the
+ * leader: UNAVAILABLE with trailers warden-leader / warden-leader-id, and
+ * the client retries there (docs/operations-cluster.md); an ambiguous
+ * failure (leadership lost mid-proposal) is safe to retry with the same
+ * idempotency key.
  *
- * Until consensus lands (issue 3) the log index and the time that the
- * domain takes as input come from here, not from Raft: a local counter
- * persisted in its own database, bumped in the same write txn as the
- * command (so it is exactly-once with it), and the wall clock clamped so
- * it never goes backwards. Both are server concerns; domain/ never sees a
- * clock.
+ * Reads: consistency LINEARIZABLE (the default) is served by the leader
+ * only, after a shared Raft barrier (wnode_barrier: every entry committed
+ * before the read is applied and we were still leader when it committed,
+ * Raft §6.4); SERIALIZABLE reads this node's local state, on any node, and
+ * may be stale. The store is fetched after each barrier, never cached: a
+ * snapshot restore replaces it.
  *
  * Authorization: the grpc layer enforces each method's role set. On top of
  * it, a gateway principal only sees devices bound to it (gateway_id == its
@@ -18,84 +24,19 @@
  * (issue 4). For Get it receives PERMISSION_DENIED both for a device bound
  * elsewhere and for an id that does not exist, so it cannot probe which
  * device ids exist; its List is forced to its own gateway filter. */
-#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
+#include "warden/v1/command.pb-c.h"
 #include "warden/v1/inventory.pb-c.h"
 
 #include "../common/log.h"
 #include "../common/principal.h"
+#include "../consensus/fsm.h"
+#include "../consensus/node.h"
 #include "../domain/inventory.h"
 #include "../storage/store.h"
 #include "svc.h"
-
-/* Server-local stand-in for the Raft applied index and cluster time. */
-#define LOCAL_DB "svc.local"
-#define LOCAL_KEY "apply"     /* u64 index BE || u64 time_ms BE */
-#define LOCAL_VAL_LEN 16
-
-static uint64_t be64_get(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++) {
-        v = (v << 8) | p[i];
-    }
-    return v;
-}
-
-static void be64_put(uint8_t *p, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--) {
-        p[i] = (uint8_t)v;
-        v >>= 8;
-    }
-}
-
-static uint64_t wall_ms(void)
-{
-    struct timespec ts;
-    if (clock_gettime(CLOCK_REALTIME, &ts) != 0) {
-        return 0;
-    }
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-/* Allocate the next command index and a non-decreasing time inside write
- * txn t. The bump commits or aborts with the command. */
-static int local_next(struct svc_ctx *ctx, struct store_txn *t,
-                      struct dom_ctx *dc, struct werr *e)
-{
-    unsigned dbi;
-    /* Opened by svc_inventory_register(); store_dbi() here could wait on
-     * the writer lock that t itself holds. */
-    int rc = store_dbi_find(ctx->store, LOCAL_DB, &dbi);
-    if (rc != 0) {
-        return werr_set(e, WERR_INTERNAL, "database %s not opened", LOCAL_DB);
-    }
-    uint64_t index = 0, time_ms = 0;
-    struct store_val v;
-    rc = store_get(t, dbi, LOCAL_KEY, strlen(LOCAL_KEY), &v, e);
-    if (rc == 0) {
-        if (v.len != LOCAL_VAL_LEN) {
-            return werr_set(e, WERR_CORRUPT, "local apply record is %zu bytes",
-                            v.len);
-        }
-        index = be64_get(v.data);
-        time_ms = be64_get((const uint8_t *)v.data + 8);
-    } else if (rc != WERR_NOTFOUND) {
-        return rc;
-    }
-    uint64_t now = wall_ms();
-    dc->index = index + 1;
-    dc->time_ms = now > time_ms ? now : time_ms; /* never backwards */
-    uint8_t buf[LOCAL_VAL_LEN];
-    be64_put(buf, dc->index);
-    be64_put(buf + 8, dc->time_ms);
-    return store_put(t, dbi, LOCAL_KEY, strlen(LOCAL_KEY), buf, sizeof buf, 0,
-                     e);
-}
 
 static int is_gateway(const struct principal *p)
 {
@@ -122,64 +63,104 @@ static void fail(struct grpc_call *call, struct werr *e)
     grpc_call_fail_err(call, e);
 }
 
+static void enroll_done_cb(void *arg, int status, struct wfsm_result *res)
+{
+    struct svc_pending *p = arg;
+    struct svc_ctx *ctx = p->ctx;
+    struct grpc_call *call = svc_pending_end(p, NULL);
+    if (call == NULL) {
+        /* The client left; the command committed (or not) all the same. A
+         * retry with the same idempotency key gets its result. */
+        wlog(WLOG_DEBUG, "enroll finished after the call was cancelled", NULL);
+        return;
+    }
+    if (status != 0) {
+        svc_fail_raft(ctx, call, status, "enroll");
+        return;
+    }
+    if (res->code != 0) {
+        grpc_call_fail(call, werr_grpc_status(res->code), "%s", res->msg);
+        return;
+    }
+    Warden__V1__EnrollDeviceResponse *resp =
+        warden__v1__enroll_device_response__unpack(NULL, res->resp_len, res->resp);
+    if (resp == NULL) {
+        wlog(WLOG_ERROR, "enroll: state machine returned an undecodable response",
+             NULL);
+        grpc_call_fail(call, GRPC_STATUS_INTERNAL, "enroll: bad result");
+        return;
+    }
+    if (resp->device != NULL) {
+        wlog(WLOG_INFO, res->replayed ? "enroll replayed (idempotency key)"
+                                      : "device enrolled",
+             "device", resp->device->device_id, "gateway",
+             resp->device->gateway_id, "principal",
+             grpc_call_principal(call)->name, NULL);
+    }
+    grpc_call_reply(call, &resp->base);
+    warden__v1__enroll_device_response__free_unpacked(resp, NULL);
+}
+
 static void enroll_cb(struct grpc_call *call, const ProtobufCMessage *msg,
                       void *data)
 {
     struct svc_ctx *ctx = data;
     const Warden__V1__EnrollDeviceRequest *req =
         (const Warden__V1__EnrollDeviceRequest *)msg;
+    const struct principal *who = grpc_call_principal(call);
+
+    if (!wnode_is_leader(ctx->wn)) {
+        svc_fail_raft(ctx, call, WERR_UNAVAIL, "enroll");
+        return;
+    }
+    Warden__V1__Command cmd = WARDEN__V1__COMMAND__INIT;
+    cmd.principal_name = (char *)who->name;
+    cmd.principal_role = who->role;
+    cmd.idempotency_key = req->idempotency_key;
+    cmd.op_case = WARDEN__V1__COMMAND__OP_ENROLL_DEVICE;
+    cmd.enroll_device = (Warden__V1__EnrollDeviceRequest *)req;
+
+    struct svc_pending *p = svc_pending_new(ctx, call, msg);
+    if (p == NULL) {
+        return;
+    }
     struct werr e = {0};
-    struct store_txn *t;
-    Warden__V1__Device *dev = NULL;
-    struct dom_ctx dc = {.who = grpc_call_principal(call)};
-
-    if (store_txn_begin(ctx->store, 1, &t, &e) != 0) {
-        goto err_fail;
+    int rc = wnode_propose(ctx->wn, &cmd, enroll_done_cb, p, &e);
+    if (rc != 0) {
+        call = svc_pending_end(p, NULL);
+        if (rc == WERR_LIMIT || rc == WERR_NOMEM) {
+            grpc_call_fail_err(call, &e);
+        } else {
+            svc_fail_raft(ctx, call, rc, "enroll");
+        }
     }
-    if (local_next(ctx, t, &dc, &e) != 0 ||
-        inv_enroll(ctx->inv, t, &dc, req, &dev, &e) != 0) {
-        goto err_abort_txn;
-    }
-    /* Commit (fsync) before replying: the ack means durable. */
-    if (store_txn_commit(t, &e) != 0) {
-        goto err_fail;
-    }
-    char idx[24];
-    snprintf(idx, sizeof idx, "%" PRIu64, dc.index);
-    wlog(WLOG_INFO, "device enrolled", "device", dev->device_id, "gateway",
-         dev->gateway_id, "principal", dc.who->name, "index", idx, NULL);
-    Warden__V1__EnrollDeviceResponse resp =
-        WARDEN__V1__ENROLL_DEVICE_RESPONSE__INIT;
-    resp.device = dev;
-    grpc_call_reply(call, &resp.base);
-    inv_device_free(dev);
-    return;
-
-err_abort_txn:
-    store_txn_abort(t);
-err_fail:
-    inv_device_free(dev);
-    fail(call, &e);
 }
 
-static void get_cb(struct grpc_call *call, const ProtobufCMessage *msg,
-                   void *data)
+/* The state machine's store and inventory as they are now (a snapshot
+ * restore replaces them, consensus/fsm.h). */
+static struct store *cur_store(struct svc_ctx *ctx)
 {
-    struct svc_ctx *ctx = data;
-    const Warden__V1__GetDeviceRequest *req =
-        (const Warden__V1__GetDeviceRequest *)msg;
+    return wfsm_store(wnode_fsm(ctx->wn));
+}
+
+static struct inv *cur_inv(struct svc_ctx *ctx)
+{
+    return wfsm_inv(wnode_fsm(ctx->wn));
+}
+
+static void do_get(struct svc_ctx *ctx, struct grpc_call *call,
+                   const Warden__V1__GetDeviceRequest *req)
+{
     const struct principal *who = grpc_call_principal(call);
     struct werr e = {0};
     struct store_txn *t;
     Warden__V1__Device *dev = NULL;
 
-    /* Single node: the local state is the latest committed state, so both
-     * consistency levels are served locally (issue 3 adds the barrier). */
-    if (store_txn_begin(ctx->store, 0, &t, &e) != 0) {
+    if (store_txn_begin(cur_store(ctx), 0, &t, &e) != 0) {
         fail(call, &e);
         return;
     }
-    int rc = inv_get(ctx->inv, t, req->device_id, &dev, &e);
+    int rc = inv_get(cur_inv(ctx), t, req->device_id, &dev, &e);
     store_txn_abort(t);
     if (is_gateway(who) && (rc == WERR_NOTFOUND ||
                             (rc == 0 && strcmp(dev->gateway_id, who->name) != 0))) {
@@ -197,15 +178,13 @@ static void get_cb(struct grpc_call *call, const ProtobufCMessage *msg,
     inv_device_free(dev);
 }
 
-static void list_cb(struct grpc_call *call, const ProtobufCMessage *msg,
-                    void *data)
+static void do_list(struct svc_ctx *ctx, struct grpc_call *call,
+                    const Warden__V1__ListDevicesRequest *borrowed)
 {
-    struct svc_ctx *ctx = data;
     const struct principal *who = grpc_call_principal(call);
     /* Shallow copy: we may override the gateway filter, the borrowed
      * request stays untouched. */
-    Warden__V1__ListDevicesRequest req =
-        *(const Warden__V1__ListDevicesRequest *)msg;
+    Warden__V1__ListDevicesRequest req = *borrowed;
     if (is_gateway(who)) {
         if (req.gateway_id != NULL && req.gateway_id[0] != '\0' &&
             strcmp(req.gateway_id, who->name) != 0) {
@@ -221,12 +200,12 @@ static void list_cb(struct grpc_call *call, const ProtobufCMessage *msg,
     }
     struct werr e = {0};
     struct store_txn *t;
-    if (store_txn_begin(ctx->store, 0, &t, &e) != 0) {
+    if (store_txn_begin(cur_store(ctx), 0, &t, &e) != 0) {
         fail(call, &e);
         return;
     }
     struct inv_page page;
-    int rc = inv_list(ctx->inv, t, &req, &page, &e);
+    int rc = inv_list(cur_inv(ctx), t, &req, &page, &e);
     store_txn_abort(t);
     if (rc != 0) {
         fail(call, &e);
@@ -241,20 +220,83 @@ static void list_cb(struct grpc_call *call, const ProtobufCMessage *msg,
     inv_page_free(&page);
 }
 
+enum read_kind { READ_GET, READ_LIST };
+
+static void read_barrier_cb(void *arg, int status)
+{
+    struct svc_pending *p = arg;
+    struct svc_ctx *ctx = p->ctx;
+    unsigned kind = p->u;
+    const ProtobufCMessage *req;
+    struct grpc_call *call = svc_pending_end(p, &req);
+    if (call == NULL) {
+        return;
+    }
+    if (status != 0) {
+        svc_fail_raft(ctx, call, status, "linearizable read");
+        return;
+    }
+    if (kind == READ_GET) {
+        do_get(ctx, call, (const Warden__V1__GetDeviceRequest *)req);
+    } else {
+        do_list(ctx, call, (const Warden__V1__ListDevicesRequest *)req);
+    }
+}
+
+/* LINEARIZABLE: on the leader, after a shared barrier. */
+static void read_linearizable(struct svc_ctx *ctx, struct grpc_call *call,
+                              const ProtobufCMessage *msg, enum read_kind kind)
+{
+    if (!wnode_is_leader(ctx->wn)) {
+        svc_fail_raft(ctx, call, WERR_UNAVAIL, "linearizable read");
+        return;
+    }
+    struct svc_pending *p = svc_pending_new(ctx, call, msg);
+    if (p == NULL) {
+        return;
+    }
+    p->u = kind;
+    int rc = wnode_barrier(ctx->wn, read_barrier_cb, p);
+    if (rc != 0) {
+        call = svc_pending_end(p, NULL);
+        svc_fail_raft(ctx, call, rc, "linearizable read");
+    }
+}
+
+static void get_cb(struct grpc_call *call, const ProtobufCMessage *msg,
+                   void *data)
+{
+    struct svc_ctx *ctx = data;
+    const Warden__V1__GetDeviceRequest *req =
+        (const Warden__V1__GetDeviceRequest *)msg;
+    if (req->consistency == WARDEN__V1__READ_CONSISTENCY__READ_CONSISTENCY_SERIALIZABLE) {
+        do_get(ctx, call, req);
+        return;
+    }
+    read_linearizable(ctx, call, msg, READ_GET);
+}
+
+static void list_cb(struct grpc_call *call, const ProtobufCMessage *msg,
+                    void *data)
+{
+    struct svc_ctx *ctx = data;
+    const Warden__V1__ListDevicesRequest *req =
+        (const Warden__V1__ListDevicesRequest *)msg;
+    if (req->consistency == WARDEN__V1__READ_CONSISTENCY__READ_CONSISTENCY_SERIALIZABLE) {
+        do_list(ctx, call, req);
+        return;
+    }
+    read_linearizable(ctx, call, msg, READ_LIST);
+}
+
 int svc_inventory_register(struct grpc_router *r, struct svc_ctx *ctx,
                            struct werr *e)
 {
-    if (ctx == NULL || ctx->store == NULL || ctx->inv == NULL) {
+    if (ctx == NULL || ctx->wn == NULL) {
         return werr_set(e, WERR_INVALID,
-                        "svc_inventory_register: store and inv are required");
+                        "svc_inventory_register: the raft node is required");
     }
-    /* Open the local-counter database now, at start-up, as store_dbi()
-     * requires; handlers find it with store_dbi_find(). */
-    unsigned dbi;
-    int rc = store_dbi(ctx->store, LOCAL_DB, &dbi, e);
-    if (rc != 0) {
-        return werr_wrap(e, "svc_inventory_register");
-    }
+    int rc;
     const unsigned readers =
         WROLE_ADMIN | WROLE_OPERATOR | WROLE_AUDITOR | WROLE_GATEWAY;
     const struct grpc_method methods[] = {

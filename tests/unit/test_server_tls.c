@@ -81,8 +81,8 @@ TEST(devcerts_generate)
     struct werr e;
     werr_clear(&e);
     CHECK_EQ_INT(devcerts_ensure(dir_a, &n, &e), 0);
-    /* ca + server + 5 roles, a cert and a key each. */
-    CHECK_EQ_INT(n, 2 * (2 + (int)devcerts_n_roles));
+    /* ca + server + peer-n1 + 5 roles, a cert and a key each. */
+    CHECK_EQ_INT(n, 2 * (3 + (int)devcerts_n_roles));
     char p[256];
     struct stat st;
     path(p, sizeof p, dir_a, "ca-key.pem");
@@ -556,6 +556,42 @@ TEST(tls_config_errors)
     CHECK_EQ_INT(tls_server_ctx_new(&s, &no_ca, &e), WERR_CONFIG);
 }
 
+/* gen-certs: node certs carry SAN URI peer/n<id>, chain to the CA, serve
+ * both TLS directions; a second run reuses everything. */
+TEST(devcerts_cluster_nodes)
+{
+    char dir[96];
+    snprintf(dir, sizeof dir, "%s-cluster", dir_a);
+    const struct devcerts_node nodes[] = {{1, "127.0.0.11"}, {2, "127.0.0.12"}};
+    int n = -1;
+    struct werr e;
+    werr_clear(&e);
+    CHECK_EQ_INT(devcerts_cluster(dir, nodes, 2, &n, &e), 0);
+    CHECK_EQ_INT(n, 2 * (1 + 2 + (int)devcerts_n_roles));
+    X509 *x = load_cert(dir, "node-2.pem");
+    CHECK(x != NULL);
+    struct principal pr;
+    int prc = tls_cert_principal(x, &pr, &e);
+    int sv = verify_chain(dir, x, X509_PURPOSE_SSL_SERVER);
+    int cl = verify_chain(dir, x, X509_PURPOSE_SSL_CLIENT);
+    int ipok = X509_check_ip_asc(x, "127.0.0.12", 0);
+    X509_free(x);
+    CHECK_EQ_INT(prc, 0);
+    CHECK_EQ_INT(pr.role, WROLE_PEER);
+    CHECK_EQ_STR(pr.name, "n2");
+    CHECK_EQ_INT(sv, X509_V_OK);
+    CHECK_EQ_INT(cl, X509_V_OK);
+    CHECK_EQ_INT(ipok, 1);
+    x = load_cert(dir, "operator.pem");
+    CHECK(x != NULL);
+    prc = tls_cert_principal(x, &pr, &e);
+    X509_free(x);
+    CHECK_EQ_INT(prc, 0);
+    CHECK_EQ_INT(pr.role, WROLE_OPERATOR);
+    CHECK_EQ_INT(devcerts_cluster(dir, nodes, 2, &n, &e), 0);
+    CHECK_EQ_INT(n, 0);
+}
+
 static void rm_rf(const char *dir)
 {
     char cmd[256];
@@ -583,6 +619,7 @@ int main(void)
     RUN(devcerts_generate);
     RUN(devcerts_chain_and_principals);
     RUN(devcerts_reuse);
+    RUN(devcerts_cluster_nodes);
     RUN(tls_mtls_ok);
     RUN(tls_no_alpn_is_prior_knowledge);
     RUN(tls_alpn_without_h2_refused);
