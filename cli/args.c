@@ -37,7 +37,7 @@ const char cli_usage_text[] =
     "\n"
     "A call answered \"not the leader\" is retried at the leader the server\n"
     "names; reads and writes with --idempotency-key are also retried after a\n"
-    "timeout or lost connection (at most 3 retries; docs/cli.md).\n"
+    "timeout or lost connection (bounded retries; docs/cli.md).\n"
     "\n"
     "Exit status:\n"
     "  the gRPC status code of the call: 0 OK, 3 INVALID_ARGUMENT,\n"

@@ -42,8 +42,9 @@ static void pause_ms(unsigned ms)
 }
 
 /* One unary call with leader following and failover (cli/follow.h): at
- * most 1 + CLI_FOLLOW_HOPS_MAX attempts. The error printed is the last
- * attempt's, with the reason the loop stopped when that helps. */
+ * most 1 + CLI_FOLLOW_HOPS_MAX + CLI_FOLLOW_WAITS_MAX attempts. The error
+ * printed is the last attempt's, with the reason the loop stopped when that
+ * helps. */
 static int call(const struct cli_args *a, struct cli_client *c,
                 enum cli_retry_class cls, const char *path,
                 const ProtobufCMessage *req,
@@ -52,8 +53,16 @@ static int call(const struct cli_args *a, struct cli_client *c,
 {
     struct cli_status st;
     struct cli_follow_out d;
+    char dead[CLI_FOLLOW_DEAD_MAX][CLI_ENDPOINT_LEN_MAX + 1];
+    size_t n_dead = 0;
+    unsigned hops = 0, waits = 0, retries = 0;
     int rc = cli_client_call(c, path, req, desc, resp, &st);
-    for (unsigned hops = 0; rc != 0; hops++) {
+    while (rc != 0) {
+        /* A specific endpoint that did not connect is down for this call. */
+        if (st.delivery == CLI_DELIVERY_NOT_SENT && st.endpoint[0] != '\0' &&
+            n_dead < CLI_FOLLOW_DEAD_MAX) {
+            snprintf(dead[n_dead++], sizeof dead[0], "%s", st.endpoint);
+        }
         struct cli_follow_in in = {
             .code = st.code,
             .delivery = st.delivery,
@@ -61,8 +70,11 @@ static int call(const struct cli_args *a, struct cli_client *c,
             .endpoint = st.endpoint,
             .cls = cls,
             .hops = hops,
+            .waits = waits,
             .endpoints = a->endpoints,
             .n_endpoints = a->n_endpoints,
+            .dead = dead,
+            .n_dead = n_dead,
         };
         cli_follow_decide(&in, &d);
         if (d.action == CLI_FOLLOW_STOP) {
@@ -70,15 +82,18 @@ static int call(const struct cli_args *a, struct cli_client *c,
                 size_t len = strlen(st.msg);
                 snprintf(st.msg + len, sizeof st.msg - len, "%s(%s%s)",
                          len ? " " : "", d.why,
-                         d.exhausted ? ": too many redirects or retries" : "");
+                         d.exhausted ? " after retries" : "");
             }
             return status_report(err, &st);
         }
+        hops += d.hop ? 1u : 0u;
+        waits += d.delay_ms ? 1u : 0u;
+        retries++;
         if (a->verbose) {
-            fprintf(err, "wardenctl: %s: %s from %s: %s; retry %u of %u at %s",
-                    path, grpc_status_name(st.code),
+            fprintf(err, "wardenctl: %s: %s from %s: %s; retry %u at %s", path,
+                    grpc_status_name(st.code),
                     st.endpoint[0] ? st.endpoint : "(endpoints)", d.why,
-                    hops + 1, CLI_FOLLOW_HOPS_MAX, d.endpoint);
+                    retries, d.endpoint);
             if (d.delay_ms) {
                 fprintf(err, " after %u ms", d.delay_ms);
             }

@@ -2,7 +2,6 @@
 
 #include <inttypes.h>
 #include <string.h>
-#include <time.h>
 
 #include "../grpc/grpc.h"
 #include "args.h"
@@ -497,22 +496,6 @@ static void members_table(FILE *f, Warden__V1__Member *const *m, size_t n)
     }
 }
 
-/* Milliseconds since the Unix epoch as RFC 3339 UTC, for display only (no
- * clock is read: the value comes from the server). */
-static void rfc3339_ms(uint64_t ms, char *buf, size_t cap)
-{
-    time_t secs = (time_t)(ms / 1000u);
-    struct tm tm;
-    if (ms / 1000u > (uint64_t)253402300799u /* 9999-12-31T23:59:59Z */ ||
-        gmtime_r(&secs, &tm) == NULL ||
-        strftime(buf, cap, "%Y-%m-%dT%H:%M:%S", &tm) == 0) {
-        snprintf(buf, cap, "?");
-        return;
-    }
-    size_t len = strlen(buf);
-    snprintf(buf + len, cap - len, ".%03uZ", (unsigned)(ms % 1000u));
-}
-
 void cli_fmt_cluster_status(FILE *f, const Warden__V1__ClusterStatusResponse *s,
                             int json)
 {
@@ -564,15 +547,11 @@ void cli_fmt_cluster_status(FILE *f, const Warden__V1__ClusterStatusResponse *s,
                  s->snapshot_index, s->snapshot_term);
         kv(f, "snapshot", line);
     }
-    if (s->cluster_time_ms == 0) {
-        kv(f, "cluster_time", "");
-    } else {
-        char when[48];
-        rfc3339_ms(s->cluster_time_ms, when, sizeof when);
-        snprintf(line, sizeof line, "%s (%" PRIu64 " ms)", when,
-                 s->cluster_time_ms);
-        kv(f, "cluster_time", line);
-    }
+    /* Cluster time counts from the cluster's first command, not from the
+     * Unix epoch (consensus/node.h), so it is shown as a count, not a
+     * date. */
+    snprintf(line, sizeof line, "%" PRIu64 " ms", s->cluster_time_ms);
+    kv(f, "cluster_time", line);
     if (!s->wall_offset_known) {
         kv(f, "wall_offset", "unknown");
     } else {

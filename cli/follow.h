@@ -5,29 +5,36 @@
  * cli_follow_decide → sleep delay_ms → reconnect → call), and
  * tests/unit/test_cli_follow.c checks every rule without sockets.
  *
+ * Budgets: a retry at another endpoint is a *hop* (at most
+ * CLI_FOLLOW_HOPS_MAX); a retry that sleeps first is a *wait* (at most
+ * CLI_FOLLOW_WAITS_MAX). A failover after a backoff is both.
+ *
  * The rules (docs/cli.md, "Leader following and retries"), first match wins:
  *   1. OK, or any status except UNAVAILABLE and DEADLINE_EXCEEDED: stop,
  *      the answer is final.
- *   2. hops == CLI_FOLLOW_HOPS_MAX: stop.
- *   3. UNAVAILABLE answered by the server with a `warden-leader` trailer
+ *   2. UNAVAILABLE answered by the server with a `warden-leader` trailer
  *      (and without `warden-outcome: unknown`, see cli/resp.h): the node
  *      is not the leader and did not carry the call out
  *      (proto/warden/v1/cluster.proto), so every call, keyed or not, is
- *      retried at that address at once. A hint that is not HOST:PORT, or
- *      that names the endpoint that just answered, stops the loop.
- *   4. NOT_SENT or REFUSED (the server cannot have acted on the request):
- *      retry at the next endpoint of the list after a backoff; stop when
- *      the whole list just failed to connect, or when there is no other
- *      endpoint to go to.
- *   5. Anything else is ambiguous (no answer before the deadline, the
+ *      retried at that address at once (a hop). A hint that is not
+ *      HOST:PORT, or that names the endpoint that just answered, stops the
+ *      loop. A hint naming an endpoint that failed to connect earlier in
+ *      this call is stale (the followers have not yet noticed the leader
+ *      died; that takes an election timeout): ask the same node again after
+ *      a backoff (a wait).
+ *   3. NOT_SENT or REFUSED (the server cannot have acted on the request):
+ *      retry at the next endpoint of the list that has not failed to
+ *      connect in this call, after a backoff; stop when the whole list just
+ *      failed to connect, or when no endpoint is left.
+ *   4. Anything else is ambiguous (no answer before the deadline, the
  *      connection broke after the request left, or the server said
  *      UNAVAILABLE/DEADLINE_EXCEEDED without naming a leader, e.g. during
- *      an election or when it lost leadership with the command in flight):
+ *      an election, or said `warden-outcome: unknown`):
  *      reads and writes with an idempotency key are retried, at the leader
  *      hint when there is a usable one, else at the next endpoint after a
- *      backoff (the server deduplicates the key, issue 3);
- *      a write without a key stops, because a second try could apply it
- *      twice. */
+ *      backoff (the server deduplicates the key, issue 3); a write without
+ *      a key stops, because a second try could apply it twice.
+ *   A retry the budgets do not allow stops the loop instead. */
 #ifndef WARDEN_CLI_FOLLOW_H
 #define WARDEN_CLI_FOLLOW_H
 
@@ -36,16 +43,21 @@
 #include "args.h"
 #include "resp.h"
 
-/* Retries after the first attempt, for every reason together (leader
- * redirects, failover, ambiguous-failure retries). Three covers "follower →
- * leader" plus one leader change during the call; a longer chain means the
- * cluster is electing or misconfigured, and a person should look. */
+/* Retries at another endpoint: leader redirects and failovers. Three
+ * covers "follower → leader" plus one leader change during the call; a
+ * longer chain means the cluster is misconfigured, and a person should
+ * look. */
 #define CLI_FOLLOW_HOPS_MAX 3u
-/* Backoff before a retry that has no leader hint: BASE << hops, at most
- * MAX. A Raft election takes about one election timeout (around a
- * second), so waiting longer than that per hop buys nothing. */
-#define CLI_FOLLOW_BACKOFF_BASE_MS 100u
+/* Retries that wait first, and the wait: BASE << waits, at most MAX. Raft
+ * notices a dead leader after an election timeout (1-2 s in wardend,
+ * consensus/node.h) and then elects; the four waits (250+500+1000+1000 ms)
+ * ride that out, and no more. */
+#define CLI_FOLLOW_WAITS_MAX 4u
+#define CLI_FOLLOW_BACKOFF_BASE_MS 250u
 #define CLI_FOLLOW_BACKOFF_MAX_MS 1000u
+/* Endpoints remembered as unreachable during one call: each one costs a
+ * retry, so the budgets above bound how many can be found. */
+#define CLI_FOLLOW_DEAD_MAX (CLI_FOLLOW_HOPS_MAX + CLI_FOLLOW_WAITS_MAX)
 
 /* How safe a call is to send twice. */
 enum cli_retry_class {
@@ -63,9 +75,13 @@ struct cli_follow_in {
     const char *endpoint;          /* where the attempt went; "" = the
                                     * whole list failed to connect */
     enum cli_retry_class cls;
-    unsigned hops;                 /* retries already made */
+    unsigned hops;                 /* hops already made */
+    unsigned waits;                /* waits already made */
     const char (*endpoints)[CLI_ENDPOINT_LEN_MAX + 1]; /* configured list */
     size_t n_endpoints;
+    /* Endpoints that failed to connect earlier in this call. */
+    const char (*dead)[CLI_ENDPOINT_LEN_MAX + 1];
+    size_t n_dead;
 };
 
 enum cli_follow_action {
@@ -77,12 +93,14 @@ struct cli_follow_out {
     enum cli_follow_action action;
     /* RETRY: connect here (NUL-terminated copy). */
     char endpoint[CLI_ENDPOINT_LEN_MAX + 1];
-    /* RETRY: wait this long first. */
+    /* RETRY: wait this long first (then it counts as a wait). */
     unsigned delay_ms;
+    /* RETRY: endpoint differs from the one that answered (a hop). */
+    int hop;
     /* Why, for --verbose and for the final error (static text). */
     const char *why;
-    /* STOP because rule 5 refused an unkeyed write (the caller says how
-     * to make it safe), or because the hop limit was hit. */
+    /* STOP because rule 4 refused an unkeyed write, or because a budget
+     * was spent. */
     int unsafe;
     int exhausted;
 };

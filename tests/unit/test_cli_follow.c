@@ -98,19 +98,68 @@ TEST(bad_hints_stop)
     CHECK_EQ_STR(d.why, "the node names itself as the leader");
 }
 
-TEST(hop_limit)
+TEST(budgets)
 {
     struct cli_follow_in in = attempt(GRPC_STATUS_UNAVAILABLE,
                                       CLI_DELIVERY_ANSWERED, "127.0.0.11:7443",
                                       CLI_RETRY_READ);
     in.hops = CLI_FOLLOW_HOPS_MAX - 1;
+    in.waits = CLI_FOLLOW_WAITS_MAX; /* a redirect does not wait */
     cli_follow_decide(&in, &d);
     CHECK_EQ_INT(d.action, CLI_FOLLOW_RETRY);
+    CHECK_EQ_INT(d.hop, 1);
     in.hops = CLI_FOLLOW_HOPS_MAX;
     cli_follow_decide(&in, &d);
     CHECK_EQ_INT(d.action, CLI_FOLLOW_STOP);
     CHECK_EQ_INT(d.exhausted, 1);
     CHECK_EQ_STR(d.why, "hop limit reached");
+
+    /* Waiting at the same node is not a hop, but the waits run out. */
+    in = attempt(GRPC_STATUS_UNAVAILABLE, CLI_DELIVERY_ANSWERED, "",
+                 CLI_RETRY_READ);
+    in.endpoints = eps1;
+    in.n_endpoints = 1;
+    in.hops = CLI_FOLLOW_HOPS_MAX;
+    in.waits = CLI_FOLLOW_WAITS_MAX - 1;
+    cli_follow_decide(&in, &d);
+    CHECK_EQ_INT(d.action, CLI_FOLLOW_RETRY);
+    CHECK_EQ_INT(d.hop, 0);
+    CHECK_EQ_INT(d.delay_ms, CLI_FOLLOW_BACKOFF_MAX_MS);
+    in.waits = CLI_FOLLOW_WAITS_MAX;
+    cli_follow_decide(&in, &d);
+    CHECK_EQ_INT(d.action, CLI_FOLLOW_STOP);
+    CHECK_EQ_INT(d.exhausted, 1);
+    CHECK_EQ_STR(d.why, "wait limit reached");
+}
+
+/* The leader was kill -9'd: followers keep naming it until an election
+ * timeout passes. Once it failed to connect, its name means "wait". */
+TEST(stale_hint_waits_for_election)
+{
+    static const char dead[1][CLI_ENDPOINT_LEN_MAX + 1] = {"127.0.0.11:7443"};
+    struct cli_follow_in in = attempt(GRPC_STATUS_UNAVAILABLE,
+                                      CLI_DELIVERY_ANSWERED, "127.0.0.11:7443",
+                                      CLI_RETRY_UNKEYED);
+    in.dead = dead;
+    in.n_dead = 1;
+    in.hops = 2;
+    in.waits = 1;
+    cli_follow_decide(&in, &d);
+    CHECK_EQ_INT(d.action, CLI_FOLLOW_RETRY);
+    CHECK_EQ_STR(d.endpoint, eps3[1]); /* the same, live, follower */
+    CHECK_EQ_INT(d.hop, 0);
+    CHECK_EQ_INT(d.delay_ms, 2 * CLI_FOLLOW_BACKOFF_BASE_MS);
+    CHECK_EQ_STR(d.why, "the named leader is unreachable; waiting for an election");
+
+    /* Ambiguous keyed retry: a dead hint is not used; the next live
+     * endpoint is. */
+    in = attempt(GRPC_STATUS_DEADLINE_EXCEEDED, CLI_DELIVERY_UNKNOWN,
+                 "127.0.0.11:7443", CLI_RETRY_KEYED);
+    in.dead = dead;
+    in.n_dead = 1;
+    cli_follow_decide(&in, &d);
+    CHECK_EQ_INT(d.action, CLI_FOLLOW_RETRY);
+    CHECK_EQ_STR(d.endpoint, eps3[2]);
 }
 
 TEST(unreachable_tries_next_endpoint_with_backoff)
@@ -125,13 +174,32 @@ TEST(unreachable_tries_next_endpoint_with_backoff)
     CHECK_EQ_INT(d.delay_ms, CLI_FOLLOW_BACKOFF_BASE_MS);
     CHECK_EQ_STR(d.why, "unreachable; trying the next endpoint");
 
-    /* A list entry that went away: the next one, wrapping around. */
+    CHECK_EQ_INT(d.hop, 1);
+
+    /* A list entry that went away: the next one, wrapping around, and
+     * skipping entries already found dead in this call. */
+    static const char dead[2][CLI_ENDPOINT_LEN_MAX + 1] = {"127.0.0.13:7443",
+                                                           "127.0.0.11:7443"};
     in.endpoint = eps3[2];
-    in.hops = 1;
+    in.waits = 1;
+    in.dead = dead;
+    in.n_dead = 1;
     cli_follow_decide(&in, &d);
     CHECK_EQ_INT(d.action, CLI_FOLLOW_RETRY);
     CHECK_EQ_STR(d.endpoint, eps3[0]);
     CHECK_EQ_INT(d.delay_ms, 2 * CLI_FOLLOW_BACKOFF_BASE_MS);
+    in.n_dead = 2;
+    cli_follow_decide(&in, &d);
+    CHECK_EQ_STR(d.endpoint, eps3[1]);
+    /* Everything else dead (eps3[1] failing now is added by the caller). */
+    static const char all[3][CLI_ENDPOINT_LEN_MAX + 1] = {
+        "127.0.0.13:7443", "127.0.0.11:7443", "127.0.0.12:7443"};
+    in.endpoint = eps3[1];
+    in.dead = all;
+    in.n_dead = 3;
+    cli_follow_decide(&in, &d);
+    CHECK_EQ_INT(d.action, CLI_FOLLOW_STOP);
+    CHECK_EQ_STR(d.why, "no other endpoint to try");
 
     /* REFUSED_STREAM / GOAWAY: not processed, safe even without a key. */
     in = attempt(GRPC_STATUS_UNAVAILABLE, CLI_DELIVERY_REFUSED, "",
@@ -220,10 +288,11 @@ TEST(ambiguous_keyed_write_and_read_retry)
     CHECK_EQ_INT(d.action, CLI_FOLLOW_RETRY);
     CHECK_EQ_STR(d.endpoint, eps1[0]);
     CHECK_EQ_STR(d.why, "outcome unknown; retrying the read");
-    in.hops = 2;
+    CHECK_EQ_INT(d.hop, 0);
+    in.waits = 2;
     cli_follow_decide(&in, &d);
-    CHECK_EQ_INT(d.delay_ms, 4 * CLI_FOLLOW_BACKOFF_BASE_MS);
-    CHECK(4 * CLI_FOLLOW_BACKOFF_BASE_MS <= CLI_FOLLOW_BACKOFF_MAX_MS);
+    CHECK_EQ_INT(d.delay_ms, CLI_FOLLOW_BACKOFF_MAX_MS);
+    CHECK(4 * CLI_FOLLOW_BACKOFF_BASE_MS >= CLI_FOLLOW_BACKOFF_MAX_MS);
 }
 
 /* A scripted cluster: follower 2 redirects to 1, 1 lost leadership to 3,
@@ -283,7 +352,8 @@ int main(void)
     RUN(ok_and_final_statuses_stop);
     RUN(not_leader_hint_followed_for_every_class);
     RUN(bad_hints_stop);
-    RUN(hop_limit);
+    RUN(budgets);
+    RUN(stale_hint_waits_for_election);
     RUN(unreachable_tries_next_endpoint_with_backoff);
     RUN(ambiguous_unkeyed_write_stops);
     RUN(ambiguous_keyed_write_and_read_retry);
