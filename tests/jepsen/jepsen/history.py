@@ -257,7 +257,8 @@ def normalize(ops):
             out.append(Event(i, op.process, op.type, op.f, op.value,
                              op.line, op.time, op.error))
         else:
-            out.append(_event_from_map(op, i, getattr(op, "line", None)))
+            # in-memory ops: "line" is the 1-based position in the history
+            out.append(_event_from_map(op, i, i + 1))
     return out
 
 

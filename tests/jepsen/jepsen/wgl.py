@@ -60,9 +60,9 @@ class KeyResult(object):
 
     def window_lines(self):
         ops = [o for o, _ in self.candidates] + [self.failed_op]
-        lo = min(o.call_line for o in ops if o.call_line is not None)
+        los = [o.call_line for o in ops if o.call_line is not None]
         his = [o.ret_line for o in ops if o.ret_line is not None]
-        return lo, max(his) if his else None
+        return (min(los) if los else None), (max(his) if his else None)
 
     def report(self, prefix_tail=6):
         k = "" if self.key is None else "key %s: " % edn.dumps(self.key)
@@ -200,11 +200,65 @@ def _why(kind, a, b, state):
         "write" if kind == WRITE else "read")
 
 
+def prune_unobserved_info(ops, nil_read_any=False):
+    """Drop :info writes/cas whose written value nothing could observe.
+
+    If no other op reads value v or cas-es from v, an :info op writing v can
+    never be needed in a linearization: right after it, a read or cas would
+    have to match v (none does), so only writes (or, with nil_read_any,
+    unconstrained nil reads) may follow it before the value is overwritten,
+    and removing it leaves a valid linearization.  Conversely, dropping it
+    only removes the "it happened" option.  Iterated to a fixpoint.  This
+    keeps the search from exploring every place each irrelevant timed-out
+    write could have taken effect."""
+    live = list(ops)
+    while True:
+        observed = {}
+        for o in live:
+            if o.f == "read":
+                if not (nil_read_any and o.value is None):
+                    observed[_hkey(o.value)] = observed.get(
+                        _hkey(o.value), 0) + 1
+            elif o.f == "cas" and isinstance(o.value, tuple) and \
+                    len(o.value) == 2:
+                observed[_hkey(o.value[0])] = observed.get(
+                    _hkey(o.value[0]), 0) + 1
+        keep = []
+        for o in live:
+            if o.status == "info" and o.f in ("write", "cas"):
+                if o.f == "write":
+                    v, mine = o.value, 0
+                elif isinstance(o.value, tuple) and len(o.value) == 2:
+                    v = o.value[1]
+                    mine = 1 if _hkey(o.value[0]) == _hkey(v) else 0
+                else:
+                    keep.append(o)
+                    continue
+                if observed.get(_hkey(v), 0) - mine <= 0:
+                    continue
+            keep.append(o)
+        if len(keep) == len(live):
+            return keep
+        live = keep
+
+
+def _hkey(v):
+    try:
+        hash(v)
+        return v
+    except TypeError:
+        return repr(v)
+
+
 def check_key(ops, model="cas-register", key=None, initial=None,
               nil_read_any=False, max_configs=None, deadline=None,
-              path=None):
+              path=None, prune=True):
     """WGL search over one key's Operations (from history.pair)."""
     t0 = _time.monotonic()
+    n_given = len(ops)
+    _compile(ops, model, nil_read_any, path)      # validate every op
+    if prune:
+        ops = prune_unobserved_info(ops, nil_read_any)
     kinds, A, B = _compile(ops, model, nil_read_any, path)
     n = len(ops)
     is_ok = [o.status == "ok" for o in ops]
@@ -280,7 +334,9 @@ def check_key(ops, model="cas-register", key=None, initial=None,
             else:
                 fits = True
                 ns = state
-            if fits:
+            if fits and not (ns == state and not is_ok[o]):
+                # (an :info op that leaves the state unchanged is dominated
+                # by not linearizing it, which is being explored already)
                 if is_ok[o]:
                     nl_ok = lin_ok | (1 << bitno[o])
                     nl_info = lin_info
@@ -338,16 +394,17 @@ def check_key(ops, model="cas-register", key=None, initial=None,
             phase = 1
             e = nxt[HEAD]
             continue
-        pos = ent_pos[e]
-        if best is None or pos > best[0] or (pos == best[0] and
-                                             depth > best[1]):
+        # remember the furthest failure: latest blocking return, then the
+        # most :ok ops linearized, then the fewest :info ops assumed
+        rank = (ent_pos[e], n_ok - remaining, n_ok - remaining - depth)
+        if best is None or rank > best[0]:
             cands = []
             c = nxt[HEAD]
             while c != e:
                 if ent_call[c]:
                     cands.append(ent_op[c])
                 c = nxt[c]
-            best = (pos, depth, e, stack, state, cands)
+            best = (rank, depth, e, stack, state, cands)
         if stack is None:
             valid = False
             break
@@ -368,7 +425,7 @@ def check_key(ops, model="cas-register", key=None, initial=None,
         prv[q] = e
         e = nxt[e]
 
-    res = KeyResult(key, n, valid, configs, _time.monotonic() - t0)
+    res = KeyResult(key, n_given, valid, configs, _time.monotonic() - t0)
     if valid is False and best is not None:
         _, _, ret_e, st, bstate, cands = best
         res.failed_op = ops[ent_op[ret_e]]
