@@ -47,4 +47,25 @@ struct devkey {
 int devkey_parse(int alg, const uint8_t *key, size_t len, struct devkey *out,
                  struct werr *e);
 
+/* ---- issue 4: signatures ------------------------------------------------
+ * Longest signature accepted: Ed25519 is 64 bytes (RFC 8032 §5.1.6); an
+ * ECDSA P-256 DER signature is at most 72 (SEQUENCE of two INTEGERs of up
+ * to 33 bytes). Anything longer is refused before OpenSSL parses it. */
+#define DEVKEY_SIG_MAX 80
+
+/* Verify sig over msg with a key in canonical form (devkey_parse()).
+ * Ed25519: PureEdDSA (RFC 8032), EVP_DigestVerify with a NULL digest.
+ * ECDSA_P256: ECDSA with SHA-256 (FIPS 186-4), sig DER-encoded
+ * (RFC 3279 §2.2.3). Pure and deterministic.
+ * Returns 0 if valid, WERR_PERM if not (any malformed or wrong signature),
+ * WERR_INVALID for an unusable key, WERR_NOMEM when OpenSSL cannot
+ * allocate. */
+int devkey_verify(int alg, const uint8_t *canon, size_t canon_len,
+                  const uint8_t *msg, size_t msg_len, const uint8_t *sig,
+                  size_t sig_len, struct werr *e);
+
+/* Does a parsed key equal the canonical key (alg, canon)? */
+int devkey_equal(const struct devkey *k, int alg, const uint8_t *canon,
+                 size_t canon_len);
+
 #endif

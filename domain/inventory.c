@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "devkey.h"
+#include "inv_int.h"
 
 #define DB_DEVICES "inv.devices"
 #define DB_META "inv.meta"
@@ -23,11 +24,6 @@ _Static_assert((int)DEVKEY_ED25519 ==
                        (int)WARDEN__V1__KEY_ALGORITHM__KEY_ALGORITHM_ECDSA_P256,
                "devkey algorithm ids mirror the proto enum");
 
-struct inv {
-    struct store *s; /* borrowed */
-    unsigned devices;
-    unsigned meta;
-};
 
 /* ---- validation ----------------------------------------------------------- */
 
@@ -174,7 +170,12 @@ int inv_open(struct inv **out, struct store *s, struct werr *e)
     }
     inv->s = s;
     if ((rc = store_dbi(s, DB_DEVICES, &inv->devices, e)) != 0 ||
-        (rc = store_dbi(s, DB_META, &inv->meta, e)) != 0) {
+        (rc = store_dbi(s, DB_META, &inv->meta, e)) != 0 ||
+        (rc = store_dbi(s, "inv.nonces", &inv->nonces, e)) != 0 ||
+        (rc = store_dbi(s, "inv.fresh", &inv->fresh, e)) != 0 ||
+        (rc = store_dbi(s, "inv.counters", &inv->counters, e)) != 0 ||
+        (rc = store_dbi(s, "ctl.keys", &inv->ctl_keys, e)) != 0 ||
+        (rc = store_dbi(s, "ctl.seq", &inv->ctl_seq, e)) != 0) {
         goto err_free;
     }
 
@@ -628,4 +629,132 @@ err_close_cursor:
 err_free_page:
     inv_page_free(page);
     return werr_wrap(e, "list");
+}
+
+/* ---- internals shared with lifecycle.c, freshness.c, ctlsign.c ----------- */
+
+void inv__put_be64(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--) {
+        p[i] = (uint8_t)(v & 0xffu);
+        v >>= 8;
+    }
+}
+
+uint64_t inv__get_be64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) {
+        v = (v << 8) | p[i];
+    }
+    return v;
+}
+
+int inv__check_text(const char *field, const char *s, size_t max,
+                    struct werr *e)
+{
+    return check_str(field, s, 0, max, text_char, TEXT_CHARSET, e);
+}
+
+int inv__check_gateway(const char *field, const char *s, struct werr *e)
+{
+    return check_str(field, s, 1, INV_GATEWAY_MAX, name_char, NAME_CHARSET, e);
+}
+
+int inv__load(struct inv *inv, struct store_txn *t, const char *id,
+              Warden__V1__Device **out, struct werr *e)
+{
+    return inv_get(inv, t, id, out, e);
+}
+
+int inv__store(struct inv *inv, struct store_txn *t,
+               const Warden__V1__Device *d, struct werr *e)
+{
+    size_t len = warden__v1__device__get_packed_size(d);
+    uint8_t *buf = malloc(len ? len : 1);
+    if (buf == NULL) {
+        return werr_set(e, WERR_NOMEM, "device %s: %zu-byte record",
+                        d->device_id, len);
+    }
+    warden__v1__device__pack(d, buf);
+    int rc = store_put(t, inv->devices, d->device_id, strlen(d->device_id),
+                       buf, len, 0, e);
+    free(buf);
+    return rc ? werr_wrap(e, "store device %s", d->device_id) : 0;
+}
+
+static int dup_bytes(ProtobufCBinaryData *b, const uint8_t *d, size_t n,
+                     struct werr *e)
+{
+    uint8_t *p = malloc(n ? n : 1);
+    if (p == NULL) {
+        return werr_set(e, WERR_NOMEM, "copying %zu bytes", n);
+    }
+    if (n > 0) {
+        memcpy(p, d, n);
+    }
+    free(b->data);
+    b->data = p;
+    b->len = n;
+    return 0;
+}
+
+int inv__set_key(Warden__V1__Device *d, int alg, const uint8_t *canon,
+                 size_t canon_len, const uint8_t *fp, size_t fp_len,
+                 struct werr *e)
+{
+    int rc = dup_bytes(&d->public_key, canon, canon_len, e);
+    if (rc == 0) {
+        rc = dup_bytes(&d->key_fingerprint, fp, fp_len, e);
+    }
+    if (rc == 0) {
+        d->key_algorithm = (Warden__V1__KeyAlgorithm)alg;
+    }
+    return rc;
+}
+
+int inv__set_str(char **field, const char *v, struct werr *e)
+{
+    char *p = strdup(v ? v : "");
+    if (p == NULL) {
+        return werr_set(e, WERR_NOMEM, "copying a string");
+    }
+    /* protobuf-c points unset strings at a shared empty default. */
+    if (*field != NULL && *field != protobuf_c_empty_string) {
+        free(*field);
+    }
+    *field = p;
+    return 0;
+}
+
+int inv__counter_get(struct inv *inv, struct store_txn *t, const void *name,
+                     size_t nlen, uint64_t *out, struct werr *e)
+{
+    struct store_val v;
+    int rc = store_get(t, inv->counters, name, nlen, &v, e);
+    if (rc == WERR_NOTFOUND) {
+        *out = 0;
+        return 0;
+    }
+    if (rc) {
+        return rc;
+    }
+    if (v.len != 8) {
+        return werr_set(e, WERR_CORRUPT, "counter record of %zu bytes", v.len);
+    }
+    *out = inv__get_be64(v.data);
+    return 0;
+}
+
+int inv__counter_add(struct inv *inv, struct store_txn *t, const void *name,
+                     size_t nlen, uint64_t delta, struct werr *e)
+{
+    uint64_t n;
+    int rc = inv__counter_get(inv, t, name, nlen, &n, e);
+    if (rc) {
+        return rc;
+    }
+    uint8_t b[8];
+    inv__put_be64(b, n + delta);
+    return store_put(t, inv->counters, name, nlen, b, sizeof b, 0, e);
 }
