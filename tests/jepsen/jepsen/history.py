@@ -116,15 +116,16 @@ _BARE_OP = re.compile(r"[ \t]*(?:\d+|:[\w.\-]+)[ \t]+:(?:invoke|ok|fail|info)"
 
 def detect_format(text):
     """'log' for jepsen.util log lines, else 'edn'."""
+    first = True
     for line in text.splitlines():
         s = line.strip()
         if not s or s.startswith(";"):
             continue
-        if s[0] in "{[#(":
+        if first and s[0] in "{[#(":
             return "edn"
+        first = False
         if _LOG_PREFIX.search(line) or _BARE_OP.match(line):
             return "log"
-        return "edn"
     return "edn"
 
 

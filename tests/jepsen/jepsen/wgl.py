@@ -139,7 +139,7 @@ class Result(object):
                 K("state"): k.state,
                 K("prefix-length"): len(k.prefix),
                 K("last-linearized"): [_op_map(o) for o in k.prefix[-6:]],
-                K("concurrent"): [dict(_op_map(o), **{K("why"): w})
+                K("concurrent"): [_op_map(o, why=w)
                                   for o, w in k.candidates],
             })
         return {K("valid?"): {True: True, False: False,
@@ -150,11 +150,14 @@ class Result(object):
                 K("anomalies"): anomalies}
 
 
-def _op_map(o):
+def _op_map(o, why=None):
     K = edn.Keyword
-    return {K("process"): o.process, K("type"): K(o.status),
-            K("f"): K(o.f), K("value"): o.value,
-            K("lines"): [o.call_line, o.ret_line]}
+    m = {K("process"): o.process, K("type"): K(o.status),
+         K("f"): K(o.f), K("value"): o.value,
+         K("lines"): [o.call_line, o.ret_line]}
+    if why is not None:
+        m[K("why")] = why
+    return m
 
 
 def _compile(ops, model, nil_read_any, path):
