@@ -26,11 +26,18 @@
  * index come from the entry (dom.h). */
 #include "fsm_int.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/err.h>
+#include <openssl/evp.h>
+
 #include "../common/log.h"
+#include "../domain/ctlsign.h"
+#include "../domain/freshness.h"
+#include "../domain/lifecycle.h"
 
 /* fsm.meta keys. */
 #define META_SCHEMA "schema"
@@ -184,19 +191,27 @@ int wfsm__state_open(struct wfsm *f, struct werr *e)
     if (rc) {
         goto err_close_store;
     }
+    rc = audit_open(&f->audit, f->s, e);
+    if (rc) {
+        inv_close(f->inv);
+        goto err_close_store;
+    }
     return 0;
 
 err_close_store:
     store_close(f->s);
     f->s = NULL;
     f->inv = NULL;
+    f->audit = NULL;
     return rc;
 }
 
 void wfsm__state_close(struct wfsm *f)
 {
+    audit_close(f->audit);
     inv_close(f->inv);
     store_close(f->s);
+    f->audit = NULL;
     f->inv = NULL;
     f->s = NULL;
 }
@@ -263,6 +278,11 @@ struct store *wfsm_store(struct wfsm *f)
 struct inv *wfsm_inv(struct wfsm *f)
 {
     return f->inv;
+}
+
+struct audit *wfsm_audit(struct wfsm *f)
+{
+    return f->audit;
 }
 
 uint64_t wfsm_applied_index(const struct wfsm *f)
@@ -421,34 +441,579 @@ static int cmd_fail(struct wfsm_result *res, const struct werr *oe)
     return 1;
 }
 
+/* ---- ops (issue 4: each critical op audits in its own txn) --------------*/
+
+/* What a failed op leaves for the second txn (wfsm_apply step 4): the
+ * op's writes are gone, but its rejection is audited there, together with
+ * the index, and a refused state transition is counted. */
+struct op_note {
+    uint32_t action;      /* AuditAction; 0: a failure is not audited */
+    int perm_only;        /* audit a failure only if it is WERR_PERM */
+    char target[AUDIT_TARGET_MAX + 1];
+    uint8_t digest[AUDIT_HASH_LEN]; /* SHA-256 of the packed request */
+    int transition;       /* 1: count a refused (from, to) */
+    int from, to;
+};
+
 #define OP_FAILED 1 /* op_run: the command failed; res says how */
+
+/* SHA-256 of a packed message: the audit entry's request digest.
+ * protobuf-c packs a decoded message the same way on every node of one
+ * build, so the digest is deterministic across the cluster. */
+static int msg_digest(const ProtobufCMessage *m, uint8_t out[AUDIT_HASH_LEN],
+                      struct werr *e)
+{
+    size_t n = protobuf_c_message_get_packed_size(m);
+    uint8_t *b = malloc(n ? n : 1);
+    if (b == NULL) {
+        return werr_set(e, WERR_NOMEM, "request digest: %zu bytes", n);
+    }
+    protobuf_c_message_pack(m, b);
+    unsigned int olen = 0;
+    int ok = EVP_Digest(b, n, out, &olen, EVP_sha256(), NULL) == 1 &&
+             olen == AUDIT_HASH_LEN;
+    free(b);
+    if (!ok) {
+        ERR_clear_error();
+        return werr_set(e, WERR_INTERNAL, "request digest: SHA-256 failed");
+    }
+    return 0;
+}
+
+/* Pack a response message into res->resp. */
+static int pack_resp(struct wfsm_result *res, const ProtobufCMessage *m,
+                     struct werr *e)
+{
+    size_t n = protobuf_c_message_get_packed_size(m);
+    res->resp = malloc(n ? n : 1);
+    if (res->resp == NULL) {
+        return werr_set(e, WERR_NOMEM, "packing a %zu-byte response", n);
+    }
+    res->resp_len = protobuf_c_message_pack(m, res->resp);
+    return 0;
+}
+
+/* A domain call's return: 0, the command's failure (OP_FAILED, res set),
+ * or a node failure (negative, e set). */
+static int op_status(int rc, const struct werr *oe, struct wfsm_result *res,
+                     struct werr *e)
+{
+    if (rc == 0) {
+        return 0;
+    }
+    if (node_fatal(rc)) {
+        *e = *oe;
+        return rc;
+    }
+    cmd_fail(res, oe);
+    return OP_FAILED;
+}
+
+static int audit_event(struct wfsm *f, struct store_txn *t,
+                       const struct dom_ctx *ctx, const struct op_note *note,
+                       const char *target, const uint8_t *digest,
+                       const char *detail, struct werr *e)
+{
+    struct audit_event ev = {
+        .action = note->action,
+        .outcome = WARDEN__V1__AUDIT_OUTCOME__AUDIT_OUTCOME_OK,
+        .target = target ? target : note->target,
+        .detail = detail,
+        .request_digest = digest ? digest : note->digest,
+    };
+    return audit_append(f->audit, t, ctx, &ev, NULL, e);
+}
+
+/* The responses dev_resp() builds through EnrollDeviceResponse's layout. */
+#define SAME_LAYOUT(T)                                                      \
+    _Static_assert(sizeof(T) == sizeof(Warden__V1__EnrollDeviceResponse) &&  \
+                       offsetof(T, device) ==                               \
+                           offsetof(Warden__V1__EnrollDeviceResponse, device), \
+                   #T " is { Device device = 1; }")
+SAME_LAYOUT(Warden__V1__SetDeviceStateResponse);
+SAME_LAYOUT(Warden__V1__ReEnrollDeviceResponse);
+SAME_LAYOUT(Warden__V1__RebindDeviceResponse);
+SAME_LAYOUT(Warden__V1__RotateDeviceKeyResponse);
+
+static int dev_resp(struct wfsm_result *res, Warden__V1__Device *dev,
+                    const ProtobufCMessageDescriptor *desc, struct werr *e)
+{
+    /* Every Device-carrying response here is { Device device = 1; }, so
+     * one packer serves them all: build it through the descriptor. */
+    Warden__V1__EnrollDeviceResponse r = WARDEN__V1__ENROLL_DEVICE_RESPONSE__INIT;
+    r.base.descriptor = desc;
+    r.device = dev;
+    int rc = pack_resp(res, &r.base, e);
+    inv_device_free(dev);
+    return rc;
+}
+
+static int require_role(const struct dom_ctx *ctx, unsigned roles,
+                        const char *what, struct wfsm_result *res)
+{
+    struct werr oe = {0};
+    if (lc_may_act(ctx->who, NULL, roles, what, &oe) != 0) {
+        cmd_fail(res, &oe);
+        return OP_FAILED;
+    }
+    return 0;
+}
 
 static int op_enroll(struct wfsm *f, struct store_txn *t,
                      const struct dom_ctx *ctx,
                      const Warden__V1__EnrollDeviceRequest *req,
-                     struct wfsm_result *res, struct werr *e)
+                     struct op_note *note, struct wfsm_result *res,
+                     struct werr *e)
+{
+    int rc = require_role(ctx, WROLE_ADMIN | WROLE_OPERATOR, "enroll devices",
+                          res);
+    if (rc) {
+        return rc;
+    }
+    struct werr oe = {0};
+    Warden__V1__Device *dev = NULL;
+    rc = op_status(inv_enroll(f->inv, t, ctx, req, &dev, &oe), &oe, res, e);
+    if (rc) {
+        return rc;
+    }
+    if ((rc = audit_event(f, t, ctx, note, NULL, NULL, "key_epoch 1", e)) != 0) {
+        inv_device_free(dev);
+        return rc;
+    }
+    return dev_resp(res, dev, &warden__v1__enroll_device_response__descriptor, e);
+}
+
+/* EnrollDevices: all or nothing. The first failing item fails the command
+ * (its writes roll back with the others) and names the item. */
+static int op_enroll_devices(struct wfsm *f, struct store_txn *t,
+                             const struct dom_ctx *ctx,
+                             const Warden__V1__EnrollDevicesRequest *req,
+                             struct op_note *note, struct wfsm_result *res,
+                             struct werr *e)
+{
+    int rc = require_role(ctx, WROLE_ADMIN | WROLE_OPERATOR, "enroll devices",
+                          res);
+    if (rc) {
+        return rc;
+    }
+    struct werr oe = {0};
+    if (req->n_devices == 0 || req->n_devices > WFSM_ENROLL_BATCH_MAX) {
+        werr_set(&oe, WERR_INVALID, "EnrollDevices takes 1..%u devices, got %zu",
+                 WFSM_ENROLL_BATCH_MAX, req->n_devices);
+        return op_status(WERR_INVALID, &oe, res, e);
+    }
+    Warden__V1__Device **devs = calloc(req->n_devices, sizeof *devs);
+    if (devs == NULL) {
+        return werr_set(e, WERR_NOMEM, "EnrollDevices: %zu devices",
+                        req->n_devices);
+    }
+    size_t done = 0;
+    for (; done < req->n_devices; done++) {
+        const Warden__V1__EnrollDeviceRequest *item = req->devices[done];
+        snprintf(note->target, sizeof note->target, "%s", item->device_id);
+        rc = inv_enroll(f->inv, t, ctx, item, &devs[done], &oe);
+        if (rc) {
+            werr_wrap(&oe, "devices[%zu] of %zu", done, req->n_devices);
+            rc = op_status(rc, &oe, res, e);
+            goto out_free;
+        }
+        uint8_t dg[AUDIT_HASH_LEN];
+        if ((rc = msg_digest(&item->base, dg, e)) != 0 ||
+            (rc = audit_event(f, t, ctx, note, item->device_id, dg,
+                              "key_epoch 1 (batch)", e)) != 0) {
+            done++;
+            goto out_free;
+        }
+    }
+    Warden__V1__EnrollDevicesResponse r = WARDEN__V1__ENROLL_DEVICES_RESPONSE__INIT;
+    r.n_devices = done;
+    r.devices = devs;
+    rc = pack_resp(res, &r.base, e);
+out_free:
+    for (size_t i = 0; i < req->n_devices; i++) {
+        inv_device_free(devs[i]);
+    }
+    free(devs);
+    return rc;
+}
+
+static int op_set_state(struct wfsm *f, struct store_txn *t,
+                        const struct dom_ctx *ctx,
+                        const Warden__V1__SetDeviceStateRequest *req,
+                        struct op_note *note, struct wfsm_result *res,
+                        struct werr *e)
 {
     struct werr oe = {0};
     Warden__V1__Device *dev = NULL;
-    int rc = inv_enroll(f->inv, t, ctx, req, &dev, &oe);
+    int from = 0;
+    int rc = lc_set_state(f->inv, t, ctx, req, &dev, &from, &oe);
+    if (rc == WERR_PRECOND) {
+        note->transition = 1;
+        note->from = from;
+        note->to = (int)req->state;
+    }
+    if ((rc = op_status(rc, &oe, res, e)) != 0) {
+        return rc;
+    }
+    char detail[AUDIT_DETAIL_MAX + 1];
+    snprintf(detail, sizeof detail, "%s -> %s: %s", lc_state_name(from),
+             lc_state_name((int)req->state), req->reason);
+    if ((rc = audit_event(f, t, ctx, note, NULL, NULL, detail, e)) != 0) {
+        inv_device_free(dev);
+        return rc;
+    }
+    return dev_resp(res, dev, &warden__v1__set_device_state_response__descriptor,
+                    e);
+}
+
+static int op_reenroll(struct wfsm *f, struct store_txn *t,
+                       const struct dom_ctx *ctx,
+                       const Warden__V1__ReEnrollDeviceRequest *req,
+                       struct op_note *note, struct wfsm_result *res,
+                       struct werr *e)
+{
+    struct werr oe = {0};
+    Warden__V1__Device *dev = NULL;
+    int rc = op_status(lc_reenroll(f->inv, t, ctx, req, &dev, &oe), &oe, res, e);
     if (rc) {
-        if (node_fatal(rc)) {
-            *e = oe;
+        return rc;
+    }
+    char detail[64];
+    snprintf(detail, sizeof detail, "identity_epoch %llu",
+             (unsigned long long)dev->identity_epoch);
+    if ((rc = audit_event(f, t, ctx, note, NULL, NULL, detail, e)) != 0) {
+        inv_device_free(dev);
+        return rc;
+    }
+    return dev_resp(res, dev, &warden__v1__re_enroll_device_response__descriptor,
+                    e);
+}
+
+static int op_rebind(struct wfsm *f, struct store_txn *t,
+                     const struct dom_ctx *ctx,
+                     const Warden__V1__RebindDeviceRequest *req,
+                     struct op_note *note, struct wfsm_result *res,
+                     struct werr *e)
+{
+    struct werr oe = {0};
+    Warden__V1__Device *dev = NULL;
+    int rc = op_status(lc_rebind(f->inv, t, ctx, req, &dev, &oe), &oe, res, e);
+    if (rc) {
+        return rc;
+    }
+    char detail[AUDIT_DETAIL_MAX + 1];
+    snprintf(detail, sizeof detail, "gateway %s", req->gateway_id);
+    if ((rc = audit_event(f, t, ctx, note, NULL, NULL, detail, e)) != 0) {
+        inv_device_free(dev);
+        return rc;
+    }
+    return dev_resp(res, dev, &warden__v1__rebind_device_response__descriptor, e);
+}
+
+static int op_issue_nonce(struct wfsm *f, struct store_txn *t,
+                          const struct dom_ctx *ctx,
+                          const Warden__V1__IssueRotationNonceRequest *req,
+                          struct wfsm_result *res, struct werr *e)
+{
+    struct werr oe = {0};
+    Warden__V1__IssueRotationNonceResponse r;
+    int rc = op_status(lc_issue_nonce(f->inv, t, ctx, req, &r, &oe), &oe, res, e);
+    return rc ? rc : pack_resp(res, &r.base, e);
+}
+
+static int op_rotate_key(struct wfsm *f, struct store_txn *t,
+                         const struct dom_ctx *ctx,
+                         const Warden__V1__RotateDeviceKeyRequest *req,
+                         struct op_note *note, struct wfsm_result *res,
+                         struct werr *e)
+{
+    struct werr oe = {0};
+    Warden__V1__Device *dev = NULL;
+    int rc = op_status(lc_rotate_key(f->inv, t, ctx, req, &dev, &oe), &oe, res,
+                       e);
+    if (rc) {
+        return rc;
+    }
+    char detail[64];
+    snprintf(detail, sizeof detail, "key_epoch %llu",
+             (unsigned long long)dev->key_epoch);
+    if ((rc = audit_event(f, t, ctx, note, NULL, NULL, detail, e)) != 0) {
+        inv_device_free(dev);
+        return rc;
+    }
+    return dev_resp(res, dev, &warden__v1__rotate_device_key_response__descriptor,
+                    e);
+}
+
+static int op_telemetry(struct wfsm *f, struct store_txn *t,
+                        const struct dom_ctx *ctx,
+                        const Warden__V1__SubmitTelemetryRequest *req,
+                        struct wfsm_result *res, struct werr *e)
+{
+    struct werr oe = {0};
+    Warden__V1__SubmitTelemetryResponse r;
+    int rc = op_status(fresh_submit(f->inv, t, ctx, req, &r, &oe), &oe, res, e);
+    return rc ? rc : pack_resp(res, &r.base, e);
+}
+
+static int op_rotate_cmd_key(struct wfsm *f, struct store_txn *t,
+                             const struct dom_ctx *ctx,
+                             const Warden__V1__RotateCommandKeyOp *op,
+                             struct op_note *note, struct wfsm_result *res,
+                             struct werr *e)
+{
+    struct werr oe = {0};
+    uint8_t pub[CTL_PUBKEY_LEN];
+    int rc = op_status(ctl_rotate_key(f->inv, t, ctx, op, pub, &oe), &oe, res, e);
+    if (rc) {
+        return rc;
+    }
+    if ((rc = audit_event(f, t, ctx, note, NULL, NULL, "Ed25519", e)) != 0) {
+        return rc;
+    }
+    Warden__V1__RotateCommandKeyResponse r =
+        WARDEN__V1__ROTATE_COMMAND_KEY_RESPONSE__INIT;
+    r.key_id = op->key_id;
+    r.public_key.data = pub;
+    r.public_key.len = sizeof pub;
+    r.created_index = ctx->index;
+    return pack_resp(res, &r.base, e);
+}
+
+static int op_issue_cmd(struct wfsm *f, struct store_txn *t,
+                        const struct dom_ctx *ctx,
+                        const Warden__V1__IssueCommandRequest *req,
+                        struct op_note *note, struct wfsm_result *res,
+                        struct werr *e)
+{
+    struct werr oe = {0};
+    struct ctl_issued ci;
+    int rc = op_status(ctl_issue(f->inv, t, ctx, req, &ci, &oe), &oe, res, e);
+    if (rc) {
+        return rc;
+    }
+    char detail[AUDIT_DETAIL_MAX + 1];
+    snprintf(detail, sizeof detail, "seq %llu key %s epoch %llu",
+             (unsigned long long)ci.seq, ci.key_id,
+             (unsigned long long)ci.key_epoch);
+    if ((rc = audit_event(f, t, ctx, note, NULL, NULL, detail, e)) == 0) {
+        Warden__V1__IssueCommandResponse r =
+            WARDEN__V1__ISSUE_COMMAND_RESPONSE__INIT;
+        r.envelope.data = ci.envelope;
+        r.envelope.len = ci.envelope_len;
+        r.signature.data = ci.sig;
+        r.signature.len = sizeof ci.sig;
+        r.key_id = ci.key_id;
+        r.seq = ci.seq;
+        r.key_epoch = ci.key_epoch;
+        rc = pack_resp(res, &r.base, e);
+    }
+    ctl_issued_free(&ci);
+    return rc;
+}
+
+static int text_ok(const char *s, size_t max)
+{
+    size_t n = strnlen(s, max + 1);
+    if (n > max) {
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c == 0x7f) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static int op_audit_note(struct wfsm *f, struct store_txn *t,
+                         const struct dom_ctx *ctx,
+                         const Warden__V1__AuditNote *n, struct op_note *note,
+                         struct wfsm_result *res, struct werr *e)
+{
+    int rc = require_role(ctx, WROLE_PEER | WROLE_ADMIN, "write audit notes", res);
+    if (rc) {
+        return rc;
+    }
+    struct werr oe = {0};
+    if (n->action != WARDEN__V1__AUDIT_ACTION__AUDIT_ACTION_MEMBERSHIP &&
+        n->action != WARDEN__V1__AUDIT_ACTION__AUDIT_ACTION_NOTE) {
+        werr_set(&oe, WERR_INVALID, "audit_note action %d: only MEMBERSHIP or NOTE",
+                 (int)n->action);
+    } else if (n->outcome < WARDEN__V1__AUDIT_OUTCOME__AUDIT_OUTCOME_OK ||
+               n->outcome > WARDEN__V1__AUDIT_OUTCOME__AUDIT_OUTCOME_REJECTED) {
+        werr_set(&oe, WERR_INVALID, "audit_note outcome %d", (int)n->outcome);
+    } else if (!text_ok(n->target, AUDIT_TARGET_MAX) ||
+               !text_ok(n->detail, AUDIT_DETAIL_MAX)) {
+        werr_set(&oe, WERR_INVALID,
+                 "audit_note target/detail: at most %d/%d printable bytes",
+                 AUDIT_TARGET_MAX, AUDIT_DETAIL_MAX);
+    }
+    if (oe.code) {
+        return op_status(oe.code, &oe, res, e);
+    }
+    struct audit_event ev = {
+        .action = (uint32_t)n->action,
+        .outcome = (uint32_t)n->outcome,
+        .code = n->code,
+        .target = n->target,
+        .detail = n->detail,
+        .request_digest = note->digest,
+    };
+    return audit_append(f->audit, t, ctx, &ev, NULL, e);
+}
+
+/* Aggregated authorization denials (docs/audit.md): one entry per row,
+ * attributed to the denied principal, with its count. */
+static int op_denials(struct wfsm *f, struct store_txn *t,
+                      const struct dom_ctx *ctx, const Warden__V1__AuditDenials *d,
+                      struct op_note *note, struct wfsm_result *res,
+                      struct werr *e)
+{
+    int rc = require_role(ctx, WROLE_PEER | WROLE_ADMIN, "record denials", res);
+    if (rc) {
+        return rc;
+    }
+    struct werr oe = {0};
+    if (d->n_rows > AUDIT_DENIAL_ROWS_MAX) {
+        werr_set(&oe, WERR_INVALID, "denials: %zu rows, max %d", d->n_rows,
+                 AUDIT_DENIAL_ROWS_MAX);
+    } else if (!text_ok(d->node, AUDIT_TARGET_MAX)) {
+        werr_set(&oe, WERR_INVALID, "denials: node is not printable or too long");
+    }
+    for (size_t i = 0; oe.code == 0 && i < d->n_rows; i++) {
+        const Warden__V1__AuditDenialRow *r = d->rows[i];
+        unsigned role = r->principal_role;
+        if (r->count == 0 || !text_ok(r->method, AUDIT_TARGET_MAX) ||
+            !text_ok(r->principal_name, PRINCIPAL_NAME_MAX) ||
+            (role & (role - 1)) != 0) {
+            werr_set(&oe, WERR_INVALID,
+                     "denials: rows[%zu] needs count >= 1, a printable method "
+                     "and principal, and at most one role bit", i);
+        }
+    }
+    if (oe.code) {
+        return op_status(oe.code, &oe, res, e);
+    }
+    char detail[AUDIT_DETAIL_MAX + 1];
+    snprintf(detail, sizeof detail, "aggregated by %s", ctx->who->name);
+    for (size_t i = 0; i < d->n_rows; i++) {
+        const Warden__V1__AuditDenialRow *r = d->rows[i];
+        struct principal who = {.role = r->principal_role};
+        snprintf(who.name, sizeof who.name, "%s", r->principal_name);
+        struct audit_event ev = {
+            .action = WARDEN__V1__AUDIT_ACTION__AUDIT_ACTION_AUTHZ_DENIAL,
+            .outcome = WARDEN__V1__AUDIT_OUTCOME__AUDIT_OUTCOME_DENIED,
+            .code = WERR_PERM,
+            .count = r->count,
+            .target = r->method,
+            .detail = detail,
+            .request_digest = note->digest,
+            .who = &who,
+        };
+        if ((rc = audit_append(f->audit, t, ctx, &ev, NULL, e)) != 0) {
             return rc;
         }
-        return cmd_fail(res, &oe);
     }
-    Warden__V1__EnrollDeviceResponse r = WARDEN__V1__ENROLL_DEVICE_RESPONSE__INIT;
-    r.device = dev;
-    size_t n = warden__v1__enroll_device_response__get_packed_size(&r);
-    res->resp = malloc(n ? n : 1);
-    if (res->resp == NULL) {
-        inv_device_free(dev);
-        return werr_set(e, WERR_NOMEM, "packing EnrollDeviceResponse");
+    if (d->dropped > 0) {
+        struct principal anyone = {.role = 0, .name = "*"};
+        struct audit_event ev = {
+            .action = WARDEN__V1__AUDIT_ACTION__AUDIT_ACTION_AUTHZ_DENIAL,
+            .outcome = WARDEN__V1__AUDIT_OUTCOME__AUDIT_OUTCOME_DENIED,
+            .code = WERR_PERM,
+            .count = d->dropped,
+            .target = d->node,
+            .detail = "denials not itemised: the server's table was full",
+            .request_digest = note->digest,
+            .who = &anyone,
+        };
+        rc = audit_append(f->audit, t, ctx, &ev, NULL, e);
     }
-    res->resp_len = warden__v1__enroll_device_response__pack(&r, res->resp);
-    inv_device_free(dev);
-    return 0;
+    return rc;
+}
+
+/* Which audit action and target an op has, and its request digest. The
+ * command key's private half is cleared before digesting: the digest is
+ * exported with the ledger. */
+static int note_of(const Warden__V1__Command *cmd, struct op_note *note,
+                   struct werr *e)
+{
+    const ProtobufCMessage *m = NULL;
+    const char *target = "";
+    uint32_t a = 0;
+    Warden__V1__RotateCommandKeyOp redacted;
+    switch (cmd->op_case) {
+    case WARDEN__V1__COMMAND__OP_ENROLL_DEVICE:
+        a = WARDEN__V1__AUDIT_ACTION__AUDIT_ACTION_ENROLL;
+        m = &cmd->enroll_device->base;
+        target = cmd->enroll_device->device_id;
+        break;
+    case WARDEN__V1__COMMAND__OP_ENROLL_DEVICES:
+        a = WARDEN__V1__AUDIT_ACTION__AUDIT_ACTION_ENROLL;
+        m = &cmd->enroll_devices->base;
+        break;
+    case WARDEN__V1__COMMAND__OP_SET_DEVICE_STATE:
+        a = WARDEN__V1__AUDIT_ACTION__AUDIT_ACTION_STATE_CHANGE;
+        m = &cmd->set_device_state->base;
+        target = cmd->set_device_state->device_id;
+        break;
+    case WARDEN__V1__COMMAND__OP_REENROLL_DEVICE:
+        a = WARDEN__V1__AUDIT_ACTION__AUDIT_ACTION_REENROLL;
+        m = &cmd->reenroll_device->base;
+        target = cmd->reenroll_device->device_id;
+        break;
+    case WARDEN__V1__COMMAND__OP_REBIND_DEVICE:
+        a = WARDEN__V1__AUDIT_ACTION__AUDIT_ACTION_REBIND;
+        m = &cmd->rebind_device->base;
+        target = cmd->rebind_device->device_id;
+        break;
+    case WARDEN__V1__COMMAND__OP_ISSUE_ROTATION_NONCE:
+        a = WARDEN__V1__AUDIT_ACTION__AUDIT_ACTION_AUTHZ_DENIAL;
+        note->perm_only = 1;
+        m = &cmd->issue_rotation_nonce->base;
+        target = cmd->issue_rotation_nonce->device_id;
+        break;
+    case WARDEN__V1__COMMAND__OP_ROTATE_DEVICE_KEY:
+        a = WARDEN__V1__AUDIT_ACTION__AUDIT_ACTION_KEY_ROTATE;
+        m = &cmd->rotate_device_key->base;
+        target = cmd->rotate_device_key->device_id;
+        break;
+    case WARDEN__V1__COMMAND__OP_SUBMIT_TELEMETRY:
+        a = WARDEN__V1__AUDIT_ACTION__AUDIT_ACTION_AUTHZ_DENIAL;
+        note->perm_only = 1;
+        m = &cmd->submit_telemetry->base;
+        target = cmd->submit_telemetry->device_id;
+        break;
+    case WARDEN__V1__COMMAND__OP_ROTATE_COMMAND_KEY:
+        a = WARDEN__V1__AUDIT_ACTION__AUDIT_ACTION_COMMAND_KEY_ROTATE;
+        redacted = *cmd->rotate_command_key;
+        redacted.private_key.data = NULL;
+        redacted.private_key.len = 0;
+        m = &redacted.base;
+        target = cmd->rotate_command_key->key_id;
+        break;
+    case WARDEN__V1__COMMAND__OP_ISSUE_COMMAND:
+        a = WARDEN__V1__AUDIT_ACTION__AUDIT_ACTION_COMMAND_ISSUE;
+        m = &cmd->issue_command->base;
+        target = cmd->issue_command->device_id;
+        break;
+    case WARDEN__V1__COMMAND__OP_AUDIT_NOTE:
+        a = WARDEN__V1__AUDIT_ACTION__AUDIT_ACTION_NOTE;
+        m = &cmd->audit_note->base;
+        target = "audit_note";
+        break;
+    case WARDEN__V1__COMMAND__OP_DENIALS:
+        a = WARDEN__V1__AUDIT_ACTION__AUDIT_ACTION_NOTE;
+        m = &cmd->denials->base;
+        target = "denials";
+        break;
+    default:
+        return 0;
+    }
+    note->action = a;
+    snprintf(note->target, sizeof note->target, "%s", target ? target : "");
+    return msg_digest(m, note->digest, e);
 }
 
 /* Run the command's op in t. 0: done (res->resp may be set); OP_FAILED: the
@@ -456,18 +1021,55 @@ static int op_enroll(struct wfsm *f, struct store_txn *t,
  * negative: node failure. */
 static int op_run(struct wfsm *f, struct store_txn *t, uint64_t index,
                   uint64_t ctime, const Warden__V1__Command *cmd,
-                  struct wfsm_result *res, struct werr *e)
+                  struct op_note *note, struct wfsm_result *res,
+                  struct werr *e)
 {
     struct principal who = {.role = cmd->principal_role};
     snprintf(who.name, sizeof who.name, "%s", cmd->principal_name);
     struct dom_ctx ctx = {.index = index, .time_ms = ctime, .who = &who};
-    int rc;
+    int rc = note_of(cmd, note, e);
+    if (rc) {
+        return rc;
+    }
     switch (cmd->op_case) {
     case WARDEN__V1__COMMAND__OP_TICK:
         rc = 0;
         break;
     case WARDEN__V1__COMMAND__OP_ENROLL_DEVICE:
-        rc = op_enroll(f, t, &ctx, cmd->enroll_device, res, e);
+        rc = op_enroll(f, t, &ctx, cmd->enroll_device, note, res, e);
+        break;
+    case WARDEN__V1__COMMAND__OP_ENROLL_DEVICES:
+        rc = op_enroll_devices(f, t, &ctx, cmd->enroll_devices, note, res, e);
+        break;
+    case WARDEN__V1__COMMAND__OP_SET_DEVICE_STATE:
+        rc = op_set_state(f, t, &ctx, cmd->set_device_state, note, res, e);
+        break;
+    case WARDEN__V1__COMMAND__OP_REENROLL_DEVICE:
+        rc = op_reenroll(f, t, &ctx, cmd->reenroll_device, note, res, e);
+        break;
+    case WARDEN__V1__COMMAND__OP_REBIND_DEVICE:
+        rc = op_rebind(f, t, &ctx, cmd->rebind_device, note, res, e);
+        break;
+    case WARDEN__V1__COMMAND__OP_ISSUE_ROTATION_NONCE:
+        rc = op_issue_nonce(f, t, &ctx, cmd->issue_rotation_nonce, res, e);
+        break;
+    case WARDEN__V1__COMMAND__OP_ROTATE_DEVICE_KEY:
+        rc = op_rotate_key(f, t, &ctx, cmd->rotate_device_key, note, res, e);
+        break;
+    case WARDEN__V1__COMMAND__OP_SUBMIT_TELEMETRY:
+        rc = op_telemetry(f, t, &ctx, cmd->submit_telemetry, res, e);
+        break;
+    case WARDEN__V1__COMMAND__OP_ROTATE_COMMAND_KEY:
+        rc = op_rotate_cmd_key(f, t, &ctx, cmd->rotate_command_key, note, res, e);
+        break;
+    case WARDEN__V1__COMMAND__OP_ISSUE_COMMAND:
+        rc = op_issue_cmd(f, t, &ctx, cmd->issue_command, note, res, e);
+        break;
+    case WARDEN__V1__COMMAND__OP_AUDIT_NOTE:
+        rc = op_audit_note(f, t, &ctx, cmd->audit_note, note, res, e);
+        break;
+    case WARDEN__V1__COMMAND__OP_DENIALS:
+        rc = op_denials(f, t, &ctx, cmd->denials, note, res, e);
         break;
     case WARDEN__V1__COMMAND__OP__NOT_SET:
     default:
@@ -489,6 +1091,38 @@ static int op_run(struct wfsm *f, struct store_txn *t, uint64_t index,
         struct werr oe;
         werr_set(&oe, WERR_PRECOND, "injected failure after the op (test)");
         return cmd_fail(res, &oe);
+    }
+    return rc;
+}
+
+/* Second txn of a failed op: audit the rejection (DENIED for WERR_PERM,
+ * REJECTED otherwise) and count a refused state transition. The op's own
+ * writes are gone; this record is what stays. */
+static int note_failure(struct wfsm *f, struct store_txn *t, uint64_t index,
+                        uint64_t ctime, const Warden__V1__Command *cmd,
+                        const struct op_note *note,
+                        const struct wfsm_result *res, struct werr *e)
+{
+    if (note->action == 0 || res->code == 0 ||
+        (note->perm_only && res->code != WERR_PERM)) {
+        return 0;
+    }
+    struct principal who = {.role = cmd->principal_role};
+    snprintf(who.name, sizeof who.name, "%s", cmd->principal_name);
+    struct dom_ctx ctx = {.index = index, .time_ms = ctime, .who = &who};
+    struct audit_event ev = {
+        .action = note->action,
+        .outcome = res->code == WERR_PERM
+                       ? WARDEN__V1__AUDIT_OUTCOME__AUDIT_OUTCOME_DENIED
+                       : WARDEN__V1__AUDIT_OUTCOME__AUDIT_OUTCOME_REJECTED,
+        .code = res->code,
+        .target = note->target,
+        .detail = res->msg,
+        .request_digest = note->digest,
+    };
+    int rc = audit_append(f->audit, t, &ctx, &ev, NULL, e);
+    if (rc == 0 && note->transition) {
+        rc = lc_reject_count_add(f->inv, t, note->from, note->to, e);
     }
     return rc;
 }
@@ -526,7 +1160,8 @@ static int idem_key_of(const Warden__V1__Command *cmd, uint8_t *k,
  * OP_FAILED (nothing committed; retry with run_op = 0) or negative. */
 static int apply_txn(struct wfsm *f, uint64_t index,
                      const Warden__V1__Command *cmd, int run_op,
-                     struct wfsm_result *res, struct werr *e)
+                     struct op_note *note, struct wfsm_result *res,
+                     struct werr *e)
 {
     struct store_txn *t;
     int rc = store_txn_begin(f->s, 1, &t, e);
@@ -551,11 +1186,15 @@ static int apply_txn(struct wfsm *f, uint64_t index,
             }
         }
         if (run_op && has_key >= 0 && !res->replayed) {
-            rc = op_run(f, t, index, ctime, cmd, res, e);
+            rc = op_run(f, t, index, ctime, cmd, note, res, e);
             if (rc != 0) {
                 store_txn_abort(t);
                 return rc; /* OP_FAILED or negative */
             }
+        }
+        if (!run_op && (rc = note_failure(f, t, index, ctime, cmd, note, res,
+                                          e)) != 0) {
+            goto err_abort;
         }
         if (klen > 0 && !res->replayed) {
             rc = wfsm__idem_record(f, t, index, k, klen, res, e);
@@ -615,10 +1254,13 @@ int wfsm_apply(struct wfsm *f, uint64_t index, const void *buf, size_t len,
         return werr_wrap(e, "wfsm_apply %llu", (unsigned long long)index);
     }
 
-    rc = apply_txn(f, index, cmd, 1, res, e);
+    struct op_note note;
+    memset(&note, 0, sizeof note);
+    rc = apply_txn(f, index, cmd, 1, &note, res, e);
     if (rc == OP_FAILED) {
-        /* Drop the op's writes; keep its verdict, the index and the time. */
-        rc = apply_txn(f, index, cmd, 0, res, e);
+        /* Drop the op's writes; keep its verdict, the index and the time,
+         * and audit the rejection (issue 4). */
+        rc = apply_txn(f, index, cmd, 0, &note, res, e);
     }
     if (cmd != NULL) {
         warden__v1__command__free_unpacked(cmd, &ta.a);

@@ -36,6 +36,7 @@
 
 struct store;
 struct inv;
+struct audit;
 struct wfsm;
 
 /* Idempotency window, in log entries. */
@@ -43,6 +44,10 @@ struct wfsm;
 /* Largest encoded command accepted by apply/encode (the gRPC message cap
  * plus envelope). */
 #define WFSM_CMD_MAX ((size_t)(4u << 20) + 4096u)
+/* Devices per EnrollDevices command (issue 4, provisioning bursts): one
+ * command is one LMDB txn and one Raft entry, so the batch bounds both the
+ * entry size (~256 x 1 KiB) and the time one apply holds the writer. */
+#define WFSM_ENROLL_BATCH_MAX 256u
 /* raft 0.22 requires entry lengths to be multiples of 8 (docs/consensus.md). */
 #define WFSM_ENTRY_ALIGN 8u
 
@@ -106,6 +111,10 @@ int wfsm_restore(struct wfsm *f, const uint8_t *buf, size_t len, int *skipped,
  * the same log index on, or their states diverge. Not persisted. */
 void wfsm_set_idem_window(struct wfsm *f, uint64_t entries);
 uint64_t wfsm_idem_window(const struct wfsm *f);
+
+/* The audit ledger (domain/audit.h) of this fsm: borrowed, same lifetime
+ * rules as wfsm_store()/wfsm_inv(). Read it in a store read txn. */
+struct audit *wfsm_audit(struct wfsm *f);
 
 /* Test-only fault injection: the op of the entry applied at `index` fails
  * with WERR_PRECOND after it has made its writes, the way a later step of

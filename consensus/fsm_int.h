@@ -20,6 +20,7 @@
 
 #include "../common/err.h"
 #include "../common/principal.h"
+#include "../domain/audit.h"
 #include "../domain/inventory.h"
 #include "../storage/store.h"
 #include "fsm.h"
@@ -43,6 +44,7 @@ _Static_assert(WFSM_IDEM_KEY_MAX <= STORE_KEY_MAX, "idem key fits LMDB");
 struct wfsm {
     struct store *s;  /* NULL after a restore failed half-way: unusable */
     struct inv *inv;
+    struct audit *audit;   /* issue 4: the ledger, in the same env */
     unsigned dbi_meta;
     unsigned dbi_idem;
     unsigned dbi_idem_idx;

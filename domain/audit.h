@@ -29,6 +29,12 @@
 #define AUDIT_READ_MAX_ENTRIES 1000
 #define AUDIT_READ_MAX_BYTES ((size_t)2 << 20)
 
+/* Rows per `denials` command (warden.v1.AuditDenials): bounds the apply
+ * work and the entry burst one command can cause. A server holding more
+ * rows flushes them over several commands; rows it could not even count
+ * are summed into AuditDenials.dropped (docs/audit.md). */
+#define AUDIT_DENIAL_ROWS_MAX 64
+
 struct audit;
 
 /* Open the ledger's dbs in s (borrowed; must outlive the handle). Start-up
