@@ -312,13 +312,77 @@ def check_key(ops, model="cas-register", key=None, initial=None,
     configs = 0
     best = None            # (pos, depth, ret_entry, stack, state, cands)
 
+    def seen(nl_ok, nl_info, ns):
+        """Record a configuration; False if it (or a dominating one) was
+        explored before."""
+        ck = (nl_ok, ns)
+        if not has_info:
+            if ck in cache_ok:
+                return True
+            cache_ok.add(ck)
+            return False
+        lst = cache_info.get(ck)
+        if lst is None:
+            cache_info[ck] = [nl_info]
+            return False
+        for x in lst:
+            if x & nl_info == x:
+                return True
+        lst.append(nl_info)
+        return False
+
     e = nxt[HEAD]
     phase = 0
+    sweep = True          # look for a read that fits before anything else
     valid = None
     while True:
         if remaining == 0:
             valid = True
             break
+        if sweep:
+            # A candidate :ok read that fits the current state can be
+            # linearized right now without loss of generality (it does not
+            # change the state, and nothing must precede it), so it is
+            # forced: if the search fails after it, this configuration
+            # fails.  This removes most of the branching in read-heavy
+            # histories.
+            sweep = False
+            c = nxt[HEAD]
+            forced = 0
+            while ent_call[c]:
+                o = ent_op[c]
+                if is_ok[o]:
+                    k = kinds[o]
+                    if (k == READ and A[o] == state) or k == READ_ANY:
+                        forced = c
+                        break
+                c = nxt[c]
+            if forced:
+                o = ent_op[forced]
+                nl_ok = lin_ok | (1 << bitno[o])
+                if seen(nl_ok, lin_info, state):
+                    # explored before and failed: so does this config
+                    e = c
+                    while ent_call[e]:
+                        e = nxt[e]
+                    phase = 1
+                else:
+                    configs += 1
+                    stack = (forced, state, 2, stack)
+                    depth += 1
+                    lin_ok = nl_ok
+                    p, q = prv[forced], nxt[forced]
+                    nxt[p] = q
+                    prv[q] = p
+                    r = match[forced]
+                    p, q = prv[r], nxt[r]
+                    nxt[p] = q
+                    prv[q] = p
+                    remaining -= 1
+                    e = nxt[HEAD]
+                    phase = 0
+                    sweep = True
+                    continue
         if ent_call[e]:
             o = ent_op[e]
             if is_ok[o] != (phase == 0):
@@ -346,26 +410,7 @@ def check_key(ops, model="cas-register", key=None, initial=None,
                 else:
                     nl_ok = lin_ok
                     nl_info = lin_info | (1 << bitno[o])
-                fresh = False
-                if not has_info:
-                    ck = (nl_ok, ns)
-                    if ck not in cache_ok:
-                        cache_ok.add(ck)
-                        fresh = True
-                else:
-                    ck = (nl_ok, ns)
-                    seen = cache_info.get(ck)
-                    if seen is None:
-                        cache_info[ck] = [nl_info]
-                        fresh = True
-                    else:
-                        for x in seen:
-                            if x & nl_info == x:
-                                break
-                        else:
-                            seen.append(nl_info)
-                            fresh = True
-                if fresh:
+                if not seen(nl_ok, nl_info, ns):
                     configs += 1
                     if configs & 0xFFFF == 0:
                         if max_configs is not None and \
@@ -389,6 +434,7 @@ def check_key(ops, model="cas-register", key=None, initial=None,
                         remaining -= 1
                     e = nxt[HEAD]
                     phase = 0
+                    sweep = True
                     continue
             e = nxt[e]
             continue
@@ -408,24 +454,30 @@ def check_key(ops, model="cas-register", key=None, initial=None,
                     cands.append(ent_op[c])
                 c = nxt[c]
             best = (rank, depth, e, stack, state, cands)
-        if stack is None:
-            valid = False
+        # backtrack; a forced read's failure is its parent's failure too
+        while True:
+            if stack is None:
+                valid = False
+                break
+            e, state, phase, stack = stack
+            depth -= 1
+            o = ent_op[e]
+            r = match[e]
+            if r:
+                lin_ok ^= 1 << bitno[o]
+                p, q = prv[r], nxt[r]
+                nxt[p] = r
+                prv[q] = r
+                remaining += 1
+            else:
+                lin_info ^= 1 << bitno[o]
+            p, q = prv[e], nxt[e]
+            nxt[p] = e
+            prv[q] = e
+            if phase != 2:
+                break
+        if valid is False:
             break
-        e, state, phase, stack = stack
-        depth -= 1
-        o = ent_op[e]
-        r = match[e]
-        if r:
-            lin_ok ^= 1 << bitno[o]
-            p, q = prv[r], nxt[r]
-            nxt[p] = r
-            prv[q] = r
-            remaining += 1
-        else:
-            lin_info ^= 1 << bitno[o]
-        p, q = prv[e], nxt[e]
-        nxt[p] = e
-        prv[q] = e
         e = nxt[e]
 
     res = KeyResult(key, n_given, valid, configs, _time.monotonic() - t0)
