@@ -69,8 +69,8 @@ class KeyResult(object):
         if self.valid:
             return "%slinearizable (%d ops)" % (k, self.n_ops)
         if self.valid is None:
-            return "%sunknown: search budget exhausted after %d " \
-                   "configurations" % (k, self.configs)
+            return "%sunknown: search stopped (timeout or budget) after " \
+                   "%d configurations" % (k, self.configs)
         out = ["%sNOT linearizable (%d ops)" % (k, self.n_ops)]
         lo, hi = self.window_lines()
         if lo is not None:
@@ -115,13 +115,14 @@ class Result(object):
     def summary(self):
         verdict = {True: "linearizable", False: "NOT linearizable",
                    None: "unknown"}[self.valid]
-        rate = self.n_ops / self.seconds if self.seconds > 0 else 0.0
+        search = sum(k.seconds for k in self.keys)
+        rate = self.n_ops / search if search > 0 else 0.0
         return ("%s: %d ops checked (%d events), %d key%s%s, model %s, "
-                "%.3f s (%.0f ops/s)" % (
+                "%.3f s total, search %.3f s (%.0f ops/s)" % (
                     verdict, self.n_ops, self.n_events, len(self.keys),
                     "" if len(self.keys) == 1 else "s",
                     " (independent)" if self.independent else "",
-                    self.model, self.seconds, rate))
+                    self.model, self.seconds, search, rate))
 
     def report(self):
         parts = [k.report() for k in self.keys if k.valid is not True]
