@@ -164,7 +164,6 @@ def parse_log(text, path=None):
                 first = next(forms, None)
                 if first is not None:
                     value = first[0]
-                    tail = rest[first[1]:]
                     # anything after the value is the op's :error
                     try:
                         second = next(forms, None)
