@@ -534,14 +534,17 @@ static void raft_poll_cb(uv_timer_t *t)
         snprintf(lid, sizeof lid, "%u", st.leader_id);
         snprintf(id, sizeof id, "%u", st.id);
         wlog(st.leader_id == 0 ? WLOG_WARN : WLOG_INFO,
-             st.leader_id == 0 ? "raft leader lost" : "raft leadership changed",
+             st.leader_id == 0 ? "raft leader unknown" : "raft leadership changed",
              "node_id", id, "state", st.state_name, "term", term, "leader_id", lid,
              "leader_addr", st.leader_client_addr, NULL);
         n->seen_leader = st.leader_id;
         n->seen_state = (int)st.state;
         n->seen_term = st.term;
     }
-    if (st.tls_refused != n->seen_refused) {
+    uint64_t now = uv_now(n->loop);
+    if (st.tls_refused != n->seen_refused &&
+        (n->refused_logged_ms == 0 || now - n->refused_logged_ms >= NODE_REFUSED_LOG_MS)) {
+        n->refused_logged_ms = now;
         char delta[24], total[24];
         snprintf(delta, sizeof delta, "%lu", st.tls_refused - n->seen_refused);
         snprintf(total, sizeof total, "%lu", st.tls_refused);

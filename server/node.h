@@ -58,6 +58,10 @@
  * consensus/node.h exposes; 100 ms is well under the 1 s election timeout,
  * so health follows an election within one poll. */
 #define NODE_RAFT_POLL_MS 100u
+/* The refused-peer summary line is logged at most this often: a dead or
+ * misconfigured peer is retried every second or so, and the transport
+ * already logs each refusal with its reason. */
+#define NODE_REFUSED_LOG_MS 10000u
 
 struct node_config {
     const char *listen;          /* "ADDR:PORT" or "[V6]:PORT"; port 0 = any */
@@ -117,6 +121,7 @@ struct node {
     int seen_state;
     uint64_t seen_term;
     unsigned long seen_refused;
+    uint64_t refused_logged_ms;             /* uv_now of the last summary */
     int exit_code;                          /* 1 after a fatal Raft error */
     struct grpc_router router;
     struct svc_ctx svc;
