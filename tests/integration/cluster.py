@@ -496,7 +496,6 @@ class Cluster:
                 opts = [("grpc.use_local_subchannel_pool", 1),
                         ("grpc.enable_retries", 0),
                         ("grpc.initial_reconnect_backoff_ms", 100),
-                        ("grpc.min_reconnect_backoff_ms", 100),
                         ("grpc.max_reconnect_backoff_ms", 500),
                         ("grpc.max_receive_message_length", 64 << 20)]
                 ch = grpc.secure_channel(addr, self.credentials(role), opts)
