@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -601,14 +602,21 @@ static int pump_read(struct cli_client *c, uint64_t deadline,
     return 0;
 }
 
-int cli_client_call(struct cli_client *c, const char *path,
-                    const ProtobufCMessage *req,
-                    const ProtobufCMessageDescriptor *resp_desc,
-                    ProtobufCMessage **resp, struct cli_status *st)
-{
-    memset(st, 0, sizeof *st);
-    *resp = NULL;
+/* How long a streaming call waits in poll() before looking at the stop
+ * flag again: Ctrl-C ends `audit tail` within this. */
+#define CLI_STOP_POLL_MS 200
 
+/* Run one call to completion: the request is sent, and the response goes
+ * into call->resp (unary or streaming, as the caller set it up). timeout_ms
+ * 0 means no deadline (no grpc-timeout sent): only streams that run until
+ * stopped use it. stop, if non-NULL, is polled while waiting: when it
+ * becomes non-zero the stream is reset and the call ends OK. Returns the
+ * call's status with st filled (code, msg, leader, delivery). */
+static int run_call(struct cli_client *c, const char *path,
+                    const ProtobufCMessage *req, struct call *call,
+                    uint64_t timeout_ms, volatile sig_atomic_t *stop,
+                    struct cli_status *st)
+{
     size_t mlen = protobuf_c_message_get_packed_size(req);
     if (mlen > CLI_MAX_REQUEST) {
         return st_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED,
@@ -634,11 +642,12 @@ int cli_client_call(struct cli_client *c, const char *path,
 
     /* From here on request bytes may reach the server. */
     st->delivery = CLI_DELIVERY_UNKNOWN;
-    struct call call = {.req = frame, .req_len = GRPC_FRAME_HDR_LEN + mlen};
-    cli_resp_init(&call.resp, c->cfg.max_msg);
+    call->req = frame;
+    call->req_len = GRPC_FRAME_HDR_LEN + mlen;
+    call->req_off = 0;
 
     char timeout[16];
-    if (grpc_timeout_format(c->cfg.timeout_ms, timeout, sizeof timeout) != 0) {
+    if (grpc_timeout_format(timeout_ms, timeout, sizeof timeout) != 0) {
         snprintf(timeout, sizeof timeout, "%uS", 86400u);
     }
 #define NV(n, v)                                                            \
@@ -646,7 +655,8 @@ int cli_client_call(struct cli_client *c, const char *path,
         (uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, strlen(v),           \
             NGHTTP2_NV_FLAG_NO_COPY_NAME                                    \
     }
-    /* PROTOCOL-HTTP2: Request-Headers. */
+    /* PROTOCOL-HTTP2: Request-Headers. grpc-timeout last: left out when
+     * the call has no deadline. */
     const nghttp2_nv nva[] = {
         NV(":method", "POST"),
         NV(":scheme", "https"),
@@ -654,30 +664,55 @@ int cli_client_call(struct cli_client *c, const char *path,
         NV(":authority", c->endpoint),
         NV("te", "trailers"),
         NV("content-type", "application/grpc"),
-        NV("grpc-timeout", timeout),
         NV("user-agent", "wardenctl/0.1"),
+        NV("grpc-timeout", timeout),
     };
 #undef NV
-    nghttp2_data_provider prd = {.source.ptr = &call, .read_callback = req_read_cb};
-    c->call = &call;
-    int32_t sid = nghttp2_submit_request(c->h2, NULL, nva, sizeof nva / sizeof nva[0],
-                                         &prd, &call);
+    size_t nnv = sizeof nva / sizeof nva[0] - (timeout_ms == 0 ? 1u : 0u);
+    nghttp2_data_provider prd = {.source.ptr = call, .read_callback = req_read_cb};
+    c->call = call;
+    int32_t sid = nghttp2_submit_request(c->h2, NULL, nva, nnv, &prd, call);
     if (sid < 0) {
         rc = st_set(st, GRPC_STATUS_INTERNAL, "HTTP/2: %s", nghttp2_strerror(sid));
         goto out;
     }
-    call.stream_id = sid;
+    call->stream_id = sid;
 
-    uint64_t deadline = now_ms() + c->cfg.timeout_ms + CLI_DEADLINE_GRACE_MS;
-    int broken = 0;
-    while (!call.done) {
+    /* No deadline: far enough that remaining_ms() saturates. */
+    uint64_t deadline = timeout_ms == 0
+                            ? now_ms() + CLI_TIMEOUT_MAX_MS
+                            : now_ms() + timeout_ms + CLI_DEADLINE_GRACE_MS;
+    int broken = 0, stopped = 0;
+    while (!call->done) {
         rc = flush(c, st);
         if (rc != 0) {
             broken = 1;
             break;
         }
-        if (call.done) {
+        if (call->done) {
             break;
+        }
+        if (stop != NULL) {
+            if (*stop) {
+                /* The user asked to stop: reset our stream, keep the
+                 * connection. */
+                cli_resp_stop(&call->resp);
+                (void)nghttp2_submit_rst_stream(c->h2, NGHTTP2_FLAG_NONE, sid,
+                                                NGHTTP2_CANCEL);
+                struct cli_status ignored;
+                (void)flush(c, &ignored);
+                stopped = 1;
+                rc = 0;
+                break;
+            }
+            if (SSL_pending(c->ssl) == 0) {
+                int left = remaining_ms(deadline);
+                struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
+                int pr = poll(&pfd, 1, left < CLI_STOP_POLL_MS ? left : CLI_STOP_POLL_MS);
+                if ((pr == 0 && left > CLI_STOP_POLL_MS) || (pr < 0 && errno == EINTR)) {
+                    continue; /* look at *stop again */
+                }
+            }
         }
         rc = pump_read(c, deadline, st);
         if (rc == GRPC_STATUS_DEADLINE_EXCEEDED) {
@@ -693,28 +728,20 @@ int cli_client_call(struct cli_client *c, const char *path,
             break;
         }
     }
-    if (call.done) {
+    if (call->done) {
         /* Send anything the close left (WINDOW_UPDATE, SETTINGS ack). */
         struct cli_status ignored;
         (void)flush(c, &ignored);
-        rc = call.resp.status;
-        snprintf(st->msg, sizeof st->msg, "%s", call.resp.status_msg);
-        snprintf(st->leader, sizeof st->leader, "%s", call.resp.leader);
-        st->leader_id = call.resp.leader_id;
-        st->delivery = cli_resp_delivery(&call.resp);
+        rc = call->resp.status;
+        snprintf(st->msg, sizeof st->msg, "%s", call->resp.status_msg);
+        snprintf(st->leader, sizeof st->leader, "%s", call->resp.leader);
+        st->leader_id = call->resp.leader_id;
+        st->delivery = cli_resp_delivery(&call->resp);
         st->code = rc;
-        if (rc == 0) {
-            uint8_t *payload;
-            size_t plen;
-            cli_resp_take_payload(&call.resp, &payload, &plen);
-            *resp = protobuf_c_message_unpack(resp_desc, NULL, plen, payload);
-            free(payload);
-            if (*resp == NULL) {
-                rc = st_set(st, GRPC_STATUS_INTERNAL,
-                            "cannot decode %s from %s", resp_desc->name,
-                            c->endpoint);
-            }
-        }
+    } else if (stopped) {
+        st->code = 0;
+        st->msg[0] = '\0';
+        st->delivery = CLI_DELIVERY_ANSWERED;
     }
     if (broken || (c->h2 != NULL && !nghttp2_session_want_read(c->h2) &&
                    !nghttp2_session_want_write(c->h2))) {
@@ -722,7 +749,46 @@ int cli_client_call(struct cli_client *c, const char *path,
     }
 out:
     c->call = NULL;
-    cli_resp_close(&call.resp);
     free(frame);
+    call->req = NULL;
+    return rc;
+}
+
+int cli_client_call(struct cli_client *c, const char *path,
+                    const ProtobufCMessage *req,
+                    const ProtobufCMessageDescriptor *resp_desc,
+                    ProtobufCMessage **resp, struct cli_status *st)
+{
+    memset(st, 0, sizeof *st);
+    *resp = NULL;
+    struct call call = {0};
+    cli_resp_init(&call.resp, c->cfg.max_msg);
+    int rc = run_call(c, path, req, &call, c->cfg.timeout_ms, NULL, st);
+    if (rc == 0 && call.done) {
+        uint8_t *payload;
+        size_t plen;
+        cli_resp_take_payload(&call.resp, &payload, &plen);
+        *resp = protobuf_c_message_unpack(resp_desc, NULL, plen, payload);
+        free(payload);
+        if (*resp == NULL) {
+            rc = st_set(st, GRPC_STATUS_INTERNAL, "cannot decode %s from %s",
+                        resp_desc->name, c->endpoint);
+        }
+    }
+    cli_resp_close(&call.resp);
+    return rc;
+}
+
+int cli_client_stream(struct cli_client *c, const char *path,
+                      const ProtobufCMessage *req, cli_resp_msg_cb cb,
+                      void *user, uint64_t timeout_ms,
+                      volatile sig_atomic_t *stop, struct cli_status *st)
+{
+    memset(st, 0, sizeof *st);
+    struct call call = {0};
+    cli_resp_init(&call.resp, c->cfg.max_msg);
+    cli_resp_set_stream(&call.resp, cb, user);
+    int rc = run_call(c, path, req, &call, timeout_ms, stop, st);
+    cli_resp_close(&call.resp);
     return rc;
 }

@@ -3,7 +3,8 @@
  *
  * One struct cli_client holds at most one connection, opened lazily by the
  * first call and reused by later ones (device list --all pages through one
- * connection). Calls are unary and sequential. Later commands (cluster
+ * connection). Calls are sequential: unary (cli_client_call) or server
+ * streaming (cli_client_stream). Later commands (cluster
  * status/add/remove/transfer) reuse cli_client_call() with their own
  * messages.
  *
@@ -23,6 +24,7 @@
 #ifndef WARDEN_CLI_CLIENT_H
 #define WARDEN_CLI_CLIENT_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -78,6 +80,20 @@ int cli_client_call(struct cli_client *c, const char *path,
                     const ProtobufCMessage *req,
                     const ProtobufCMessageDescriptor *resp_desc,
                     ProtobufCMessage **resp, struct cli_status *st);
+
+/* Server-streaming call (e.g. Audit/Tail). Each response message, bounded
+ * by cfg->max_msg, is passed to cb (borrowed for the callback only); cb
+ * returns non-zero to end the stream, which then counts as OK. timeout_ms
+ * is the whole stream's deadline, 0 for none (no grpc-timeout is sent).
+ * stop (may be NULL) is checked at least every 200 ms while waiting: a
+ * non-zero value (a SIGINT handler's flag) resets the stream and the call
+ * returns OK. Otherwise the call ends with the server's status, as a unary
+ * call does; st->delivery as in cli_client_call. Messages already passed
+ * to cb stay delivered whatever the final status. */
+int cli_client_stream(struct cli_client *c, const char *path,
+                      const ProtobufCMessage *req, cli_resp_msg_cb cb,
+                      void *user, uint64_t timeout_ms,
+                      volatile sig_atomic_t *stop, struct cli_status *st);
 
 /* Drop the current connection and connect to `endpoint` ("HOST:PORT",
  * borrowed for the call), or to the configured list in order when endpoint

@@ -26,6 +26,10 @@
  * oversized label from pushing every column off the screen. */
 #define CLI_CELL_MAX 64u
 
+/* Is s (len bytes) valid UTF-8 (RFC 3629)? cli_json_string() writes such a
+ * string losslessly; anything else would have bytes replaced by U+FFFD. */
+int cli_utf8_valid(const char *s, size_t len);
+
 /* Write s (len bytes) as a JSON string literal, quotes included. */
 void cli_json_string(FILE *f, const char *s, size_t len);
 

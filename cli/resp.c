@@ -20,6 +20,17 @@ void cli_resp_init(struct cli_resp *r, size_t max_msg)
     r->status_msg = r->message;
 }
 
+void cli_resp_set_stream(struct cli_resp *r, cli_resp_msg_cb cb, void *user)
+{
+    r->msg_cb = cb;
+    r->msg_user = user;
+}
+
+void cli_resp_stop(struct cli_resp *r)
+{
+    r->stopped = 1;
+}
+
 void cli_resp_close(struct cli_resp *r)
 {
     grpc_frame_dec_close(&r->dec);
@@ -112,6 +123,9 @@ void cli_resp_on_header(struct cli_resp *r, const char *name, size_t nlen,
 
 int cli_resp_on_data(struct cli_resp *r, const uint8_t *data, size_t len)
 {
+    if (r->stopped && r->local_status == 0) {
+        return 0; /* DATA in flight when we reset the stream: ignore it */
+    }
     if (r->closed || r->local_status != 0) {
         return WERR_PROTO;
     }
@@ -145,6 +159,15 @@ int cli_resp_on_data(struct cli_resp *r, const uint8_t *data, size_t len)
                            "compressed response message, but no encoding was "
                            "negotiated");
                 return WERR_PROTO;
+            }
+            if (r->msg_cb != NULL) {
+                int stop = r->msg_cb(r->msg_user, msg, mlen);
+                free(msg);
+                if (stop != 0) {
+                    r->stopped = 1;
+                    return WERR_CANCELLED;
+                }
+                continue;
             }
             if (r->n_msgs > 1) {
                 free(msg);
@@ -226,6 +249,12 @@ void cli_resp_on_close(struct cli_resp *r, uint32_t h2_error)
     if (r->local_status != 0) {
         r->status = r->local_status;
         r->status_msg = r->local_msg;
+    } else if (r->stopped) {
+        /* We reset the stream on purpose; what came before it was fine. */
+        r->status = GRPC_STATUS_OK;
+        r->local_msg[0] = '\0';
+        r->status_msg = r->local_msg;
+        return;
     } else if (r->has_grpc_status) {
         if (r->grpc_status_raw < 0 || r->grpc_status_raw > 16) {
             set_result(r, GRPC_STATUS_UNKNOWN, "malformed grpc-status");
@@ -258,7 +287,7 @@ void cli_resp_on_close(struct cli_resp *r, uint32_t h2_error)
                    r->content_type_seen ? "unexpected" : "missing");
     } else if (grpc_frame_dec_partial(&r->dec)) {
         set_result(r, GRPC_STATUS_INTERNAL, "truncated response message");
-    } else if (r->n_msgs != 1) {
+    } else if (r->msg_cb == NULL && r->n_msgs != 1) {
         set_result(r, GRPC_STATUS_INTERNAL,
                    "no response message with status OK");
     }

@@ -29,6 +29,12 @@
 /* Default bound on one response message (gRPC's own client default). */
 #define CLI_RESP_MAX_MSG_DEFAULT GRPC_MAX_MSG_DEFAULT
 
+/* Server streaming (cli_resp_set_stream): each complete message is handed
+ * to the callback as it arrives, borrowed for the duration of the call.
+ * Return 0 to go on, non-zero to stop: the caller then resets the stream
+ * (CANCEL) and the call ends OK, since the caller chose to stop. */
+typedef int (*cli_resp_msg_cb)(void *user, const uint8_t *msg, size_t len);
+
 struct cli_resp {
     /* Inputs seen so far. */
     int http_status;          /* :status, 0 until seen */
@@ -45,6 +51,9 @@ struct cli_resp {
     size_t payload_len;
     int n_msgs;               /* messages received (unary wants exactly 1) */
     int local_status;         /* non-zero: an error we detected (sticky) */
+    cli_resp_msg_cb msg_cb;   /* streaming: per-message callback, or NULL */
+    void *msg_user;
+    int stopped;              /* streaming: we chose to end the stream */
     char local_msg[CLI_RESP_MESSAGE_MAX + 1];
 
     /* Result, set by cli_resp_on_close. */
@@ -56,6 +65,14 @@ struct cli_resp {
 
 /* max_msg bounds one response message; 0 means CLI_RESP_MAX_MSG_DEFAULT. */
 void cli_resp_init(struct cli_resp *r, size_t max_msg);
+/* Switch r to server-streaming mode (before any DATA): messages go to cb
+ * (any number of them, each bounded by max_msg), none is kept, and an OK
+ * status no longer requires exactly one message. */
+void cli_resp_set_stream(struct cli_resp *r, cli_resp_msg_cb cb, void *user);
+/* Streaming: we end the stream ourselves (the callback asked to, or the
+ * user pressed Ctrl-C); a close that follows our RST_STREAM is then OK,
+ * not CANCELLED. */
+void cli_resp_stop(struct cli_resp *r);
 /* Frees the payload (unless taken) and the frame decoder. */
 void cli_resp_close(struct cli_resp *r);
 
@@ -84,7 +101,9 @@ int cli_resp_on_data(struct cli_resp *r, const uint8_t *data, size_t len);
  *      404 UNIMPLEMENTED, 429/502/503/504 UNAVAILABLE, else UNKNOWN);
  *   5. no grpc-status                              → INTERNAL;
  * and an OK status must come with content-type application/grpc and exactly
- * one whole, uncompressed message, else INTERNAL. */
+ * one whole, uncompressed message (streaming: any number of them), else
+ * INTERNAL. A stream we stopped (cli_resp_stop) with no local error ends
+ * OK whatever the reset said. */
 void cli_resp_on_close(struct cli_resp *r, uint32_t h2_error);
 
 /* What a failed call tells about its request, for deciding whether a retry
