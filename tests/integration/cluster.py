@@ -298,6 +298,10 @@ class Node:
             if rc is not None:
                 self._reap(rc)
                 raise ClusterError("node %d exited with %s during start" % (self.id, rc))
+            # A fresh channel per attempt: grpcio 1.51 keeps a channel whose
+            # first connect was refused in TRANSIENT_FAILURE for seconds,
+            # whatever the reconnect-backoff options say.
+            self.cluster.drop_channels(self)
             try:
                 return self.status(timeout=1.0)
             except grpc.RpcError as ex:
@@ -508,10 +512,12 @@ class Cluster:
     def drop_channels(self, node):
         """Forget channels to node (after kill/restart), so the next call
         connects afresh instead of waiting out a reconnect backoff."""
-        if node.client_port is None:
-            return
+        if node.client_port is not None:
+            self.drop_channels_to(node.client)
+
+    def drop_channels_to(self, addr):
         with self._chan_lock:
-            gone = [k for k in self._channels if k[0] == node.client]
+            gone = [k for k in self._channels if k[0] == addr]
             chans = [self._channels.pop(k) for k in gone]
         for ch in chans:
             with contextlib.suppress(Exception):
@@ -618,6 +624,10 @@ class Cluster:
                     raise
                 if time.monotonic() >= deadline:
                     raise
+                if hint is None and _is_transport_error(ex):
+                    # Never reached a server (refused, reset): start over on
+                    # a fresh channel when we come back to this address.
+                    self.drop_channels_to(target)
                 if hint:
                     hops += 1
                     if hops > max_hops:
@@ -650,6 +660,14 @@ class Cluster:
             self.history.save(hp)
             print("full history: %s" % hp, file=stream)
         print("===== end of cluster %s =====" % self.name, file=stream)
+
+
+def _is_transport_error(ex):
+    """UNAVAILABLE made by the client library (no server answered), as
+    opposed to a server's UNAVAILABLE status."""
+    d = (ex.details() or "").lower()
+    return ("failed to connect" in d or "socket closed" in d or "connection reset" in d
+            or "handshake" in d or "connection refused" in d or "broken pipe" in d)
 
 
 def _describe_req(path, req):
