@@ -412,6 +412,7 @@ class Cluster:
         self.nodes = {i: Node(self, i) for i in range(1, self.n_max + 1)}
         self._chan_lock = threading.Lock()
         self._channels = {}
+        self._retired = []   # dropped channels, closed in close()
         self._gen_certs()
         _ALL_CLUSTERS.append(self)
 
@@ -464,8 +465,9 @@ class Cluster:
 
     def close(self):
         with self._chan_lock:
-            chans = list(self._channels.values())
+            chans = list(self._channels.values()) + self._retired
             self._channels.clear()
+            self._retired = []
         for ch in chans:
             with contextlib.suppress(Exception):
                 ch.close()
@@ -516,12 +518,12 @@ class Cluster:
             self.drop_channels_to(node.client)
 
     def drop_channels_to(self, addr):
+        """Forget cached channels to addr. They are not closed here: other
+        threads may have calls in flight on them (closing would cancel those
+        and make new calls raise ValueError); cleanup closes them."""
         with self._chan_lock:
             gone = [k for k in self._channels if k[0] == addr]
-            chans = [self._channels.pop(k) for k in gone]
-        for ch in chans:
-            with contextlib.suppress(Exception):
-                ch.close()
+            self._retired.extend(self._channels.pop(k) for k in gone)
 
     def node_by_client(self, addr):
         for nd in self.nodes.values():

@@ -334,6 +334,10 @@ class CrashAllTest(ClusterBase):
                 if stop.is_set():
                     return
                 time.sleep(ct.RETRY_PAUSE_S)
+            except Exception as ex:  # noqa: BLE001 - reported by the test
+                with lock:
+                    errors.append((i, "exception", repr(ex)))
+                return
 
     def test_kill9_all_mid_stream_no_loss_no_double_apply(self):
         self.c.wait_leader()
@@ -416,9 +420,10 @@ class CrashAllTest(ClusterBase):
         created = [d.created_index for d in ref.values()]
         self.assertEqual(len(created), len(set(created)),
                          "a created_index used twice: a command applied twice")
-        self.c.history.note("crash check: %d acked (%d before the crash), %d ambiguous, "
-                            "%d devices, applied=%s" % (len(acked), n_before, len(ambiguous),
-                                                        len(ref), applied))
+        msg = ("crash check: %d acked (%d before the crash), %d ambiguous, "
+               "%d devices, applied=%s" % (len(acked), n_before, len(ambiguous), len(ref), applied))
+        self.c.history.note(msg)
+        print("\n  " + msg, file=sys.stderr)
 
 
 class SnapshotTest(ClusterBase):
@@ -457,6 +462,10 @@ class SnapshotTest(ClusterBase):
                     with lock:
                         errs.append((i, ex.code().name, ex.details()))
                     return
+                except Exception as ex:  # noqa: BLE001 - reported by the test
+                    with lock:
+                        errs.append((i, "exception", repr(ex)))
+                    return
 
         ths = [threading.Thread(target=writer, args=(w,), daemon=True)
                for w in range(SNAP_WRITERS)]
@@ -491,6 +500,8 @@ class SnapshotTest(ClusterBase):
                         "n%d caught up without a snapshot? %s" % (lag.id, ct._fmt_status(s)))
         self.assertGreater(s.restores, 0, "Status.restores on n%d: %s"
                            % (lag.id, ct._fmt_status(s)))
+        print("\n  snapshot: %d writes while n%d was down; after restart %s"
+              % (len(written), lag.id, ct._fmt_status(s)), file=sys.stderr)
         # State equal: every device on every node, identical.
         sample = base + written[:: max(1, len(written) // 50)] + written[-5:]
         self.assert_everywhere(sample)
