@@ -23,6 +23,32 @@ const char cli_usage_text[] =
     "  cluster add ID PEER_ADDR CLIENT_ADDR [--spare-only]\n"
     "  cluster remove ID\n"
     "  cluster transfer [ID]              leadership to ID (or raft's pick)\n"
+    "  device state ID STATE [--reason R] [--idempotency-key K]\n"
+    "  device reenroll ID --key-alg A (--public-key-hex HEX | --public-key-file PEM)\n"
+    "        [--attestation-digest HEX] [--idempotency-key K]       (admin)\n"
+    "  device rebind ID GATEWAY [--idempotency-key K]\n"
+    "  device rotate-nonce ID             issue a key-rotation nonce\n"
+    "  device rotate-key ID --private-key-file PEM [--key-alg A]\n"
+    "        [--public-key-hex HEX | --public-key-file PEM] [--idempotency-key K]\n"
+    "                                     nonce, proof of possession, rotate\n"
+    "  device enroll-batch FILE [--batch-size N] [--idempotency-key K]\n"
+    "                                     JSON lines -> EnrollDevices\n"
+    "  telemetry submit DEVICE --key-epoch N --counter C\n"
+    "        (--payload-hex HEX | --payload-file F)\n"
+    "        (--private-key-file PEM | --signature-hex HEX)\n"
+    "  control issue DEVICE (--payload-hex HEX | --payload-file F)\n"
+    "        [--idempotency-key K]\n"
+    "  control key [get] [--key-id ID]    the command public key\n"
+    "  control key rotate --key-id ID     (admin)\n"
+    "  audit head                         latest seq and hash\n"
+    "  audit read [--from N] [--max M]    one page of entries\n"
+    "  audit tail [--from N] [--max M]    stream entries until Ctrl-C\n"
+    "  audit export [--from N] [--to M] FILE   self-describing export\n"
+    "  audit verify FILE                  offline: 0 intact, 1 broken chain,\n"
+    "                                     2 malformed file\n"
+    "  verify-command (--envelope-hex HEX | --envelope-file F) --signature-hex HEX\n"
+    "        (--pubkey-hex HEX | --pubkey-file PEM) --device ID --key-epoch N\n"
+    "        --last-seq N                 offline: 0 accepted, 1 rejected\n"
     "  help                               this text\n"
     "\n"
     "Global flags:\n"
@@ -45,6 +71,7 @@ const char cli_usage_text[] =
     "  8 RESOURCE_EXHAUSTED, 12 UNIMPLEMENTED, 13 INTERNAL,\n"
     "  14 UNAVAILABLE (also connection and TLS failures), ...;\n"
     "  64 for a command-line usage error. `health` exits 14 unless SERVING.\n"
+    "  Offline commands (audit verify, verify-command) have their own codes.\n"
     "Errors are printed to stderr as `wardenctl: STATUS_NAME: message`.\n";
 
 int cli_exit_code(int grpc_status)
@@ -203,20 +230,40 @@ enum flag_id {
     F_HELP, F_SERVICE, F_ID, F_KEY_ALG, F_PK_HEX, F_PK_FILE, F_ATTEST,
     F_MODEL, F_FIRMWARE, F_GATEWAY, F_LABEL, F_IDEM, F_SERIALIZABLE, F_STATE,
     F_PAGE_SIZE, F_PAGE_TOKEN, F_ALL, F_SPARE_ONLY, F_VERBOSE,
+    F_FROM, F_TO, F_MAX, F_ENV_HEX, F_ENV_FILE, F_SIG_HEX, F_CPK_HEX,
+    F_CPK_FILE, F_DEVICE, F_KEY_EPOCH, F_LAST_SEQ, F_COUNTER, F_PAYLOAD_HEX,
+    F_PAYLOAD_FILE, F_KEY_ID, F_REASON, F_PRIV_FILE, F_BATCH_SIZE,
 };
 
+int cli_cmd_offline(enum cli_cmd cmd)
+{
+    return cmd == CLI_CMD_AUDIT_VERIFY || cmd == CLI_CMD_VERIFY_COMMAND;
+}
+
 /* Which commands accept a command flag; global flags have mask 0. */
-#define M_HEALTH (1u << CLI_CMD_HEALTH)
-#define M_ENROLL (1u << CLI_CMD_DEVICE_ENROLL)
-#define M_GET (1u << CLI_CMD_DEVICE_GET)
-#define M_LIST (1u << CLI_CMD_DEVICE_LIST)
-#define M_CADD (1u << CLI_CMD_CLUSTER_ADD)
+#define M(c) ((uint64_t)1 << (c))
+#define M_HEALTH M(CLI_CMD_HEALTH)
+#define M_ENROLL M(CLI_CMD_DEVICE_ENROLL)
+#define M_GET M(CLI_CMD_DEVICE_GET)
+#define M_LIST M(CLI_CMD_DEVICE_LIST)
+#define M_CADD M(CLI_CMD_CLUSTER_ADD)
+#define M_REENROLL M(CLI_CMD_DEVICE_REENROLL)
+#define M_ROTKEY M(CLI_CMD_DEVICE_ROTATE_KEY)
+#define M_TLM M(CLI_CMD_TELEMETRY_SUBMIT)
+#define M_VCMD M(CLI_CMD_VERIFY_COMMAND)
+#define M_CISSUE M(CLI_CMD_CONTROL_ISSUE)
+/* Mutations that carry an idempotency key. */
+#define M_KEYED                                                            \
+    (M_ENROLL | M(CLI_CMD_DEVICE_STATE) | M_REENROLL |                     \
+     M(CLI_CMD_DEVICE_REBIND) | M_ROTKEY | M(CLI_CMD_DEVICE_ENROLL_BATCH) | \
+     M_CISSUE)
+_Static_assert(CLI_CMD_COUNT_ <= 64, "flag masks are 64-bit");
 
 struct flag {
     const char *name;
     enum flag_id id;
     int takes_value;
-    unsigned cmds; /* 0 = global */
+    uint64_t cmds; /* 0 = global */
 };
 
 static const struct flag flags[] = {
@@ -231,15 +278,15 @@ static const struct flag flags[] = {
     {"help", F_HELP, 0, 0},
     {"service", F_SERVICE, 1, M_HEALTH},
     {"id", F_ID, 1, M_ENROLL},
-    {"key-alg", F_KEY_ALG, 1, M_ENROLL},
-    {"public-key-hex", F_PK_HEX, 1, M_ENROLL},
-    {"public-key-file", F_PK_FILE, 1, M_ENROLL},
-    {"attestation-digest", F_ATTEST, 1, M_ENROLL},
+    {"key-alg", F_KEY_ALG, 1, M_ENROLL | M_REENROLL | M_ROTKEY},
+    {"public-key-hex", F_PK_HEX, 1, M_ENROLL | M_REENROLL | M_ROTKEY},
+    {"public-key-file", F_PK_FILE, 1, M_ENROLL | M_REENROLL | M_ROTKEY},
+    {"attestation-digest", F_ATTEST, 1, M_ENROLL | M_REENROLL},
     {"model", F_MODEL, 1, M_ENROLL},
     {"firmware", F_FIRMWARE, 1, M_ENROLL | M_LIST},
     {"gateway", F_GATEWAY, 1, M_ENROLL | M_LIST},
     {"label", F_LABEL, 1, M_ENROLL | M_LIST},
-    {"idempotency-key", F_IDEM, 1, M_ENROLL},
+    {"idempotency-key", F_IDEM, 1, M_KEYED},
     {"serializable", F_SERIALIZABLE, 0, M_GET | M_LIST},
     {"state", F_STATE, 1, M_LIST},
     {"page-size", F_PAGE_SIZE, 1, M_LIST},
@@ -247,7 +294,77 @@ static const struct flag flags[] = {
     {"all", F_ALL, 0, M_LIST},
     {"spare-only", F_SPARE_ONLY, 0, M_CADD},
     {"verbose", F_VERBOSE, 0, 0},
+    {"from", F_FROM, 1,
+     M(CLI_CMD_AUDIT_READ) | M(CLI_CMD_AUDIT_TAIL) | M(CLI_CMD_AUDIT_EXPORT)},
+    {"to", F_TO, 1, M(CLI_CMD_AUDIT_EXPORT)},
+    {"max", F_MAX, 1, M(CLI_CMD_AUDIT_READ) | M(CLI_CMD_AUDIT_TAIL)},
+    {"envelope-hex", F_ENV_HEX, 1, M_VCMD},
+    {"envelope-file", F_ENV_FILE, 1, M_VCMD},
+    {"signature-hex", F_SIG_HEX, 1, M_VCMD | M_TLM},
+    {"pubkey-hex", F_CPK_HEX, 1, M_VCMD},
+    {"pubkey-file", F_CPK_FILE, 1, M_VCMD},
+    {"device", F_DEVICE, 1, M_VCMD},
+    {"key-epoch", F_KEY_EPOCH, 1, M_VCMD | M_TLM},
+    {"last-seq", F_LAST_SEQ, 1, M_VCMD},
+    {"counter", F_COUNTER, 1, M_TLM},
+    {"payload-hex", F_PAYLOAD_HEX, 1, M_TLM | M_CISSUE},
+    {"payload-file", F_PAYLOAD_FILE, 1, M_TLM | M_CISSUE},
+    {"key-id", F_KEY_ID, 1,
+     M(CLI_CMD_CONTROL_KEY_GET) | M(CLI_CMD_CONTROL_KEY_ROTATE)},
+    {"reason", F_REASON, 1, M(CLI_CMD_DEVICE_STATE)},
+    {"private-key-file", F_PRIV_FILE, 1, M_ROTKEY | M_TLM},
+    {"batch-size", F_BATCH_SIZE, 1, M(CLI_CMD_DEVICE_ENROLL_BATCH)},
 };
+
+int cli_u64_parse(const char *s, uint64_t *out)
+{
+    uint64_t v = 0;
+    size_t i = 0;
+    for (; s[i] != '\0'; i++) {
+        if (s[i] < '0' || s[i] > '9') {
+            return WERR_INVALID;
+        }
+        unsigned d = (unsigned)(s[i] - '0');
+        if (v > (UINT64_MAX - d) / 10) {
+            return WERR_INVALID;
+        }
+        v = v * 10 + d;
+    }
+    if (i == 0) {
+        return WERR_INVALID;
+    }
+    *out = v;
+    return 0;
+}
+
+/* Hex of at most max bytes (the value is decoded by the command). */
+static int hex_flag(const char *name, const char *v, size_t max,
+                    struct werr *e)
+{
+    size_t n = strlen(v);
+    int ok = n > 0 && n % 2 == 0 && n / 2 <= max;
+    for (size_t i = 0; ok && i < n; i++) {
+        ok = hexval((unsigned char)v[i]) >= 0;
+    }
+    if (!ok) {
+        return werr_set(e, WERR_INVALID, "--%s: want hex of 1..%zu bytes", name,
+                        max);
+    }
+    return 0;
+}
+
+static int u64_flag(const char *name, const char *v, uint64_t *out, int *has,
+                    struct werr *e)
+{
+    if (cli_u64_parse(v, out) != 0) {
+        return werr_set(e, WERR_INVALID, "--%s \"%s\": want a decimal number",
+                        name, v);
+    }
+    if (has != NULL) {
+        *has = 1;
+    }
+    return 0;
+}
 
 struct seen {
     const struct flag *flag;
@@ -377,6 +494,7 @@ static int apply_flag(struct cli_args *a, const struct flag *f, const char *v,
                             "--timeout \"%s\": want e.g. 500ms, 10s, 2m, 1h "
                             "(max 24h)", v);
         }
+        a->timeout_given = 1;
         return 0;
     case F_HELP:
         a->cmd = CLI_CMD_HELP;
@@ -479,6 +597,64 @@ static int apply_flag(struct cli_args *a, const struct flag *f, const char *v,
     case F_VERBOSE:
         a->verbose = 1;
         return 0;
+    case F_FROM:
+        return u64_flag(f->name, v, &a->from_seq, &a->has_from, e);
+    case F_TO:
+        return u64_flag(f->name, v, &a->to_seq, &a->has_to, e);
+    case F_MAX:
+        if (u64_flag(f->name, v, &a->max, NULL, e) != 0 || a->max == 0) {
+            return werr_set(e, WERR_INVALID, "--max \"%s\": want 1 or more", v);
+        }
+        return 0;
+    case F_ENV_HEX:
+        a->envelope_hex = v;
+        return hex_flag(f->name, v, CLI_HEX_ARG_MAX, e);
+    case F_ENV_FILE:
+        a->envelope_file = v;
+        return 0;
+    case F_SIG_HEX:
+        a->signature_hex = v;
+        return hex_flag(f->name, v, CLI_SIG_HEX_MAX, e);
+    case F_CPK_HEX:
+        a->pubkey_hex = v;
+        return hex_flag(f->name, v, CLI_PUBKEY_MAX, e);
+    case F_CPK_FILE:
+        a->pubkey_file = v;
+        return 0;
+    case F_DEVICE:
+        a->expect_device = v;
+        return 0;
+    case F_KEY_EPOCH:
+        return u64_flag(f->name, v, &a->key_epoch, &a->has_key_epoch, e);
+    case F_LAST_SEQ:
+        return u64_flag(f->name, v, &a->last_seq, &a->has_last_seq, e);
+    case F_COUNTER:
+        return u64_flag(f->name, v, &a->counter, &a->has_counter, e);
+    case F_PAYLOAD_HEX:
+        a->payload_hex = v;
+        /* An empty payload is allowed as "" (no bytes). */
+        return v[0] == '\0' ? 0 : hex_flag(f->name, v, CLI_HEX_ARG_MAX, e);
+    case F_PAYLOAD_FILE:
+        a->payload_file = v;
+        return 0;
+    case F_KEY_ID:
+        a->key_id = v;
+        return 0;
+    case F_REASON:
+        a->reason = v;
+        return 0;
+    case F_PRIV_FILE:
+        a->private_key_file = v;
+        return 0;
+    case F_BATCH_SIZE: {
+        uint64_t n = 0;
+        if (cli_u64_parse(v, &n) != 0 || n < 1 || n > CLI_BATCH_MAX) {
+            return werr_set(e, WERR_INVALID, "--batch-size \"%s\": want 1..%u",
+                            v, CLI_BATCH_MAX);
+        }
+        a->batch_size = (uint32_t)n;
+        return 0;
+    }
     }
     return werr_set(e, WERR_INTERNAL, "unhandled flag");
 }
@@ -546,6 +722,89 @@ static int finish_cmd(struct cli_args *a, struct werr *e)
             return werr_set(e, WERR_INVALID,
                             "device enroll: an ed25519 public key is 32 bytes, "
                             "got %zu", a->public_key_len);
+        }
+        return 0;
+    case CLI_CMD_DEVICE_REENROLL:
+        if (a->key_alg == CLI_KEY_ALG_NONE) {
+            return werr_set(e, WERR_INVALID, "device reenroll: --key-alg is required");
+        }
+        if ((a->public_key_len > 0) == (a->public_key_file != NULL)) {
+            return werr_set(e, WERR_INVALID,
+                            "device reenroll: give exactly one of "
+                            "--public-key-hex and --public-key-file");
+        }
+        return 0;
+    case CLI_CMD_DEVICE_ROTATE_KEY:
+        if (a->private_key_file == NULL) {
+            return werr_set(e, WERR_INVALID,
+                            "device rotate-key: --private-key-file is required "
+                            "(the new key signs the proof of possession)");
+        }
+        if (a->public_key_len > 0 && a->public_key_file != NULL) {
+            return werr_set(e, WERR_INVALID,
+                            "device rotate-key: at most one of --public-key-hex "
+                            "and --public-key-file");
+        }
+        if (a->public_key_file != NULL && a->key_alg == CLI_KEY_ALG_NONE) {
+            return werr_set(e, WERR_INVALID,
+                            "device rotate-key: --public-key-file needs --key-alg");
+        }
+        return 0;
+    case CLI_CMD_TELEMETRY_SUBMIT:
+        if (!a->has_key_epoch || !a->has_counter) {
+            return werr_set(e, WERR_INVALID,
+                            "telemetry submit: --key-epoch and --counter are "
+                            "required");
+        }
+        if ((a->payload_hex != NULL) == (a->payload_file != NULL)) {
+            return werr_set(e, WERR_INVALID,
+                            "telemetry submit: give exactly one of --payload-hex "
+                            "and --payload-file");
+        }
+        if ((a->private_key_file != NULL) == (a->signature_hex != NULL)) {
+            return werr_set(e, WERR_INVALID,
+                            "telemetry submit: give exactly one of "
+                            "--private-key-file and --signature-hex");
+        }
+        return 0;
+    case CLI_CMD_CONTROL_ISSUE:
+        if ((a->payload_hex != NULL) == (a->payload_file != NULL)) {
+            return werr_set(e, WERR_INVALID,
+                            "control issue: give exactly one of --payload-hex "
+                            "and --payload-file");
+        }
+        return 0;
+    case CLI_CMD_CONTROL_KEY_ROTATE:
+        if (a->key_id == NULL || a->key_id[0] == '\0') {
+            return werr_set(e, WERR_INVALID, "control key rotate: --key-id is required");
+        }
+        return 0;
+    case CLI_CMD_AUDIT_READ:
+    case CLI_CMD_AUDIT_TAIL:
+    case CLI_CMD_AUDIT_EXPORT:
+        if (a->has_from && a->from_seq == 0) {
+            return werr_set(e, WERR_INVALID, "--from: seqs start at 1");
+        }
+        if (a->has_to && a->to_seq < (a->has_from ? a->from_seq : 1)) {
+            return werr_set(e, WERR_INVALID, "--to is before --from");
+        }
+        return 0;
+    case CLI_CMD_VERIFY_COMMAND:
+        if ((a->envelope_hex != NULL) == (a->envelope_file != NULL)) {
+            return werr_set(e, WERR_INVALID,
+                            "verify-command: give exactly one of --envelope-hex "
+                            "and --envelope-file");
+        }
+        if ((a->pubkey_hex != NULL) == (a->pubkey_file != NULL)) {
+            return werr_set(e, WERR_INVALID,
+                            "verify-command: give exactly one of --pubkey-hex "
+                            "and --pubkey-file");
+        }
+        if (a->signature_hex == NULL || a->expect_device == NULL ||
+            !a->has_key_epoch || !a->has_last_seq) {
+            return werr_set(e, WERR_INVALID,
+                            "verify-command: --signature-hex, --device, "
+                            "--key-epoch and --last-seq are required");
         }
         return 0;
     case CLI_CMD_DEVICE_LIST:
@@ -629,6 +888,148 @@ static int parse_cluster(struct cli_args *a, const char *const *pos,
     return 0;
 }
 
+/* A required non-empty positional, or a usage error naming it. */
+static int need_pos(const char *const *pos, size_t npos, size_t i,
+                    const char *what, const char *name, const char **out,
+                    struct werr *e)
+{
+    if (npos <= i || pos[i][0] == '\0') {
+        return werr_set(e, WERR_INVALID, "%s: missing %s", what, name);
+    }
+    *out = pos[i];
+    return 0;
+}
+
+/* device enroll | get ID | list | state ID STATE | reenroll ID | rebind ID GW
+ * | rotate-nonce ID | rotate-key ID | enroll-batch FILE */
+static int parse_device(struct cli_args *a, const char *const *pos,
+                        size_t npos, size_t *used, struct werr *e)
+{
+    static const char want[] =
+        "want enroll, get, list, state, reenroll, rebind, rotate-nonce, "
+        "rotate-key or enroll-batch";
+    if (npos < 2) {
+        return werr_set(e, WERR_INVALID, "device: %s", want);
+    }
+    const char *sub = pos[1];
+    if (strcmp(sub, "enroll") == 0) {
+        a->cmd = CLI_CMD_DEVICE_ENROLL;
+        *used = 2;
+        return 0;
+    }
+    if (strcmp(sub, "list") == 0) {
+        a->cmd = CLI_CMD_DEVICE_LIST;
+        *used = 2;
+        return 0;
+    }
+    if (strcmp(sub, "enroll-batch") == 0) {
+        a->cmd = CLI_CMD_DEVICE_ENROLL_BATCH;
+        *used = 3;
+        return need_pos(pos, npos, 2, "device enroll-batch", "FILE", &a->file, e);
+    }
+    static const struct {
+        const char *name;
+        enum cli_cmd cmd;
+    } by_id[] = {
+        {"get", CLI_CMD_DEVICE_GET},
+        {"state", CLI_CMD_DEVICE_STATE},
+        {"reenroll", CLI_CMD_DEVICE_REENROLL},
+        {"rebind", CLI_CMD_DEVICE_REBIND},
+        {"rotate-nonce", CLI_CMD_DEVICE_ROTATE_NONCE},
+        {"rotate-key", CLI_CMD_DEVICE_ROTATE_KEY},
+    };
+    size_t i = 0;
+    for (; i < sizeof by_id / sizeof by_id[0]; i++) {
+        if (strcmp(sub, by_id[i].name) == 0) {
+            break;
+        }
+    }
+    if (i == sizeof by_id / sizeof by_id[0]) {
+        return werr_set(e, WERR_INVALID, "device: unknown subcommand \"%s\" (%s)",
+                        sub, want);
+    }
+    a->cmd = by_id[i].cmd;
+    char what[32];
+    snprintf(what, sizeof what, "device %s", sub);
+    if (need_pos(pos, npos, 2, what, "device ID", &a->device_id, e) != 0) {
+        return WERR_INVALID;
+    }
+    *used = 3;
+    if (a->cmd == CLI_CMD_DEVICE_STATE) {
+        const char *st = NULL;
+        if (need_pos(pos, npos, 3, what, "STATE", &st, e) != 0) {
+            return WERR_INVALID;
+        }
+        int v = cli_state_parse(st);
+        if (v < 0) {
+            return werr_set(e, WERR_INVALID,
+                            "device state: STATE \"%s\": want provisioned, "
+                            "active, quarantined or revoked", st);
+        }
+        a->state = v;
+        *used = 4;
+    } else if (a->cmd == CLI_CMD_DEVICE_REBIND) {
+        if (need_pos(pos, npos, 3, what, "GATEWAY", &a->gateway, e) != 0) {
+            return WERR_INVALID;
+        }
+        *used = 4;
+    }
+    return 0;
+}
+
+/* audit head | read | tail | export FILE | verify FILE */
+static int parse_audit(struct cli_args *a, const char *const *pos, size_t npos,
+                       size_t *used, struct werr *e)
+{
+    const char *sub = npos >= 2 ? pos[1] : "";
+    *used = 2;
+    if (strcmp(sub, "head") == 0) {
+        a->cmd = CLI_CMD_AUDIT_HEAD;
+    } else if (strcmp(sub, "read") == 0) {
+        a->cmd = CLI_CMD_AUDIT_READ;
+    } else if (strcmp(sub, "tail") == 0) {
+        a->cmd = CLI_CMD_AUDIT_TAIL;
+    } else if (strcmp(sub, "export") == 0) {
+        a->cmd = CLI_CMD_AUDIT_EXPORT;
+        *used = 3;
+        return need_pos(pos, npos, 2, "audit export", "FILE", &a->file, e);
+    } else if (strcmp(sub, "verify") == 0) {
+        a->cmd = CLI_CMD_AUDIT_VERIFY;
+        *used = 3;
+        return need_pos(pos, npos, 2, "audit verify", "FILE", &a->file, e);
+    } else {
+        return werr_set(e, WERR_INVALID,
+                        "audit: want head, read, tail, export or verify");
+    }
+    return 0;
+}
+
+/* control issue DEVICE | key [get] | key rotate */
+static int parse_control(struct cli_args *a, const char *const *pos,
+                         size_t npos, size_t *used, struct werr *e)
+{
+    const char *sub = npos >= 2 ? pos[1] : "";
+    if (strcmp(sub, "issue") == 0) {
+        a->cmd = CLI_CMD_CONTROL_ISSUE;
+        *used = 3;
+        return need_pos(pos, npos, 2, "control issue", "DEVICE", &a->device_id, e);
+    }
+    if (strcmp(sub, "key") == 0) {
+        const char *op = npos >= 3 ? pos[2] : "get";
+        *used = npos >= 3 ? 3 : 2;
+        if (strcmp(op, "get") == 0) {
+            a->cmd = CLI_CMD_CONTROL_KEY_GET;
+            return 0;
+        }
+        if (strcmp(op, "rotate") == 0) {
+            a->cmd = CLI_CMD_CONTROL_KEY_ROTATE;
+            return 0;
+        }
+        return werr_set(e, WERR_INVALID, "control key: want get or rotate");
+    }
+    return werr_set(e, WERR_INVALID, "control: want issue or key");
+}
+
 int cli_args_parse(int argc, char **argv, struct cli_args *a, struct werr *e)
 {
     memset(a, 0, sizeof *a);
@@ -709,27 +1110,30 @@ int cli_args_parse(int argc, char **argv, struct cli_args *a, struct werr *e)
         a->cmd = CLI_CMD_HEALTH;
         used = 1;
     } else if (strcmp(pos[0], "device") == 0) {
-        if (npos < 2) {
-            return werr_set(e, WERR_INVALID, "device: want enroll, get or list");
+        if (parse_device(a, pos, npos, &used, e) != 0) {
+            return WERR_INVALID;
         }
-        if (strcmp(pos[1], "enroll") == 0) {
-            a->cmd = CLI_CMD_DEVICE_ENROLL;
-            used = 2;
-        } else if (strcmp(pos[1], "get") == 0) {
-            a->cmd = CLI_CMD_DEVICE_GET;
-            if (npos < 3 || pos[2][0] == '\0') {
-                return werr_set(e, WERR_INVALID, "device get: missing device ID");
-            }
-            a->device_id = pos[2];
-            used = 3;
-        } else if (strcmp(pos[1], "list") == 0) {
-            a->cmd = CLI_CMD_DEVICE_LIST;
-            used = 2;
-        } else {
-            return werr_set(e, WERR_INVALID,
-                            "device: unknown subcommand \"%s\" (want enroll, get "
-                            "or list)", pos[1]);
+    } else if (strcmp(pos[0], "audit") == 0) {
+        if (parse_audit(a, pos, npos, &used, e) != 0) {
+            return WERR_INVALID;
         }
+    } else if (strcmp(pos[0], "control") == 0) {
+        if (parse_control(a, pos, npos, &used, e) != 0) {
+            return WERR_INVALID;
+        }
+    } else if (strcmp(pos[0], "telemetry") == 0) {
+        if (npos < 2 || strcmp(pos[1], "submit") != 0) {
+            return werr_set(e, WERR_INVALID, "telemetry: want submit DEVICE");
+        }
+        if (npos < 3 || pos[2][0] == '\0') {
+            return werr_set(e, WERR_INVALID, "telemetry submit: missing DEVICE");
+        }
+        a->cmd = CLI_CMD_TELEMETRY_SUBMIT;
+        a->device_id = pos[2];
+        used = 3;
+    } else if (strcmp(pos[0], "verify-command") == 0) {
+        a->cmd = CLI_CMD_VERIFY_COMMAND;
+        used = 1;
     } else if (strcmp(pos[0], "cluster") == 0) {
         if (parse_cluster(a, pos, npos, &used, e) != 0) {
             return WERR_INVALID;
@@ -744,7 +1148,7 @@ int cli_args_parse(int argc, char **argv, struct cli_args *a, struct werr *e)
 
     for (size_t i = 0; i < nseen; i++) {
         const struct flag *f = seen[i].flag;
-        if (f->cmds != 0 && (f->cmds & (1u << a->cmd)) == 0) {
+        if (f->cmds != 0 && (f->cmds & M(a->cmd)) == 0) {
             return werr_set(e, WERR_INVALID,
                             "--%s does not apply to this command", f->name);
         }
@@ -757,7 +1161,8 @@ int cli_args_parse(int argc, char **argv, struct cli_args *a, struct werr *e)
             return WERR_INVALID;
         }
     }
-    if (finish_cmd(a, e) != 0 || finish_tls(a, e) != 0) {
+    if (finish_cmd(a, e) != 0 ||
+        (!cli_cmd_offline(a->cmd) && finish_tls(a, e) != 0)) {
         return WERR_INVALID;
     }
     return 0;

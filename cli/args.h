@@ -49,6 +49,11 @@ int cli_exit_code(int grpc_status);
 #define CLI_TIMEOUT_MAX_MS (24ull * 3600 * 1000)
 #define CLI_TIMEOUT_DEFAULT_MS 10000ull
 #define CLI_ENDPOINT_DEFAULT "127.0.0.1:7443"
+/* Longest hex-decoded flag value (--payload-hex, --envelope-hex): the
+ * telemetry payload bound (64 KiB); control payloads are 16 KiB. */
+#define CLI_HEX_ARG_MAX ((size_t)64 << 10)
+/* --signature-hex: Ed25519 64 bytes, ECDSA P-256 DER at most 72. */
+#define CLI_SIG_HEX_MAX 80
 /* ListDevices page size cap, as documented in inventory.proto. */
 #define CLI_PAGE_SIZE_MAX 1000u
 
@@ -64,7 +69,33 @@ enum cli_cmd {
     CLI_CMD_CLUSTER_ADD,
     CLI_CMD_CLUSTER_REMOVE,
     CLI_CMD_CLUSTER_TRANSFER,
+    /* issue 4 */
+    CLI_CMD_AUDIT_HEAD,
+    CLI_CMD_AUDIT_READ,
+    CLI_CMD_AUDIT_TAIL,
+    CLI_CMD_AUDIT_EXPORT,
+    CLI_CMD_AUDIT_VERIFY,        /* offline */
+    CLI_CMD_VERIFY_COMMAND,      /* offline */
+    CLI_CMD_CONTROL_ISSUE,
+    CLI_CMD_CONTROL_KEY_GET,
+    CLI_CMD_CONTROL_KEY_ROTATE,
+    CLI_CMD_DEVICE_STATE,
+    CLI_CMD_DEVICE_REENROLL,
+    CLI_CMD_DEVICE_REBIND,
+    CLI_CMD_DEVICE_ROTATE_NONCE,
+    CLI_CMD_DEVICE_ROTATE_KEY,
+    CLI_CMD_DEVICE_ENROLL_BATCH,
+    CLI_CMD_TELEMETRY_SUBMIT,
+    CLI_CMD_COUNT_
 };
+
+/* Commands that never talk to a server (no TLS files needed); they exit
+ * with their own documented codes, not a gRPC status. */
+int cli_cmd_offline(enum cli_cmd cmd);
+
+/* EnrollDevices takes at most this many devices per call (the server's
+ * bound, docs/audit.md); enroll-batch sends chunks of --batch-size. */
+#define CLI_BATCH_MAX 256u
 
 /* Key algorithm as on the wire (warden.v1.KeyAlgorithm). */
 enum cli_key_alg {
@@ -90,6 +121,7 @@ struct cli_args {
     int json;
     int verbose;                   /* --verbose: retry notes on stderr */
     uint64_t timeout_ms;
+    int timeout_given;             /* --timeout was on the command line */
 
     /* health */
     const char *service;           /* "" = the whole server */
@@ -119,6 +151,28 @@ struct cli_args {
     const char *peer_address;      /* add: HOST:PORT of Raft traffic */
     const char *client_address;    /* add: HOST:PORT of the gRPC API */
     int spare_only;                /* add: stay spare, no promotion */
+
+    /* issue 4: audit, control, lifecycle, telemetry. Hex flags are checked
+     * for shape here and decoded by the command. */
+    uint64_t from_seq, to_seq;     /* --from, --to */
+    int has_from, has_to;
+    uint64_t max;                  /* --max: entries; 0 = unset */
+    const char *file;              /* FILE positional (export, verify, batch) */
+    const char *envelope_hex, *envelope_file;
+    const char *signature_hex;
+    const char *pubkey_hex, *pubkey_file;  /* verify-command: command key */
+    const char *expect_device;     /* verify-command --device */
+    uint64_t key_epoch;            /* --key-epoch */
+    int has_key_epoch;
+    uint64_t last_seq;             /* --last-seq */
+    int has_last_seq;
+    uint64_t counter;              /* telemetry --counter */
+    int has_counter;
+    const char *payload_hex, *payload_file;
+    const char *key_id;            /* control key --key-id */
+    const char *reason;            /* device state --reason */
+    const char *private_key_file;  /* rotate-key, telemetry submit */
+    uint32_t batch_size;           /* enroll-batch; 0 = CLI_BATCH_MAX */
 };
 
 /* Parse argv (argv[0] is skipped). Global flags may appear anywhere.
@@ -156,6 +210,9 @@ int cli_timeout_parse(const char *s, uint64_t *ms);
  * CLI_ENDPOINT_LEN_MAX bytes). Returns 0 or WERR_INVALID. Also applied to
  * the server's warden-leader hint before following it. */
 int cli_endpoint_check(const char *s);
+
+/* Parse a decimal uint64 (digits only, no sign). 0 or WERR_INVALID. */
+int cli_u64_parse(const char *s, uint64_t *out);
 
 /* Parse a Raft server id: decimal 1..UINT32_MAX (0 is raft's "none").
  * Returns 0 or WERR_INVALID. */

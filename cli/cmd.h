@@ -18,6 +18,20 @@
  * printing what was read and the token to continue from. */
 #define CLI_LIST_MAX_PAGES 100u
 
+/* Audit.Read page size asked for (the server caps pages at 1000 entries,
+ * docs/audit.md); export pages through the range with it. */
+#define CLI_AUDIT_PAGE_MAX 1000u
+/* enroll-batch input: longest line (a device with 32 maximal labels and a
+ * P-256 key in hex fits in ~16 KiB), and most lines read (beyond it, split
+ * the file: a person should see progress between files). */
+#define CLI_BATCH_LINE_MAX (32u << 10)
+#define CLI_BATCH_LINES_MAX 1000000u
+/* enroll-batch string fields (model, firmware, gateway): the server checks
+ * its own bounds; this only sizes our buffers. */
+#define CLI_BATCH_STR_MAX 256
+/* telemetry submit payload: FRESH_PAYLOAD_MAX, it goes through Raft. */
+#define CLI_TELEMETRY_PAYLOAD_MAX ((size_t)64 << 10)
+
 /* Run the command in a (already parsed). */
 int cli_cmd_run(const struct cli_args *a, FILE *out, FILE *err);
 

@@ -4,7 +4,9 @@
 #include <string.h>
 
 #include "../grpc/grpc.h"
+#include "../domain/audit_chain.h"
 #include "args.h"
+#include "auditfile.h"
 
 /* ---- names ------------------------------------------------------------------ */
 
@@ -602,4 +604,39 @@ void cli_fmt_transfer(FILE *f, uint32_t leader_id, int json)
     } else {
         kv_u64(f, "leader_id", leader_id);
     }
+}
+
+/* ---- audit ------------------------------------------------------------------ */
+
+void cli_fmt_audit_entry(FILE *f, const Warden__V1__AuditEntry *en, int json)
+{
+    static struct audit_rec r;
+    struct werr e;
+    if (audit_rec_from_proto(en, &r, &e) != 0) {
+        /* Out of the ledger's own bounds: show that, not a guess. */
+        fprintf(f, json ? "{\"seq\":%" PRIu64 ",\"malformed\":true}\n"
+                        : "seq %" PRIu64 "  (malformed entry)\n", en->seq);
+        return;
+    }
+    if (json) {
+        (void)cli_audit_write_entry(f, &r);
+        return;
+    }
+    fprintf(f, "seq %" PRIu64 "  raft_index %" PRIu64 "  time_ms %" PRIu64
+            "  principal ", r.seq, r.raft_index, r.time_ms);
+    cli_json_string(f, r.principal, strlen(r.principal));
+    fprintf(f, " role %" PRIu32 "  %s  target ", r.role,
+            enum_name(&warden__v1__audit_action__descriptor, "AUDIT_ACTION_",
+                      (int)r.action, 0));
+    cli_json_string(f, r.target, strlen(r.target));
+    fprintf(f, "  %s  code %" PRId32 "  count %" PRIu64 "  detail ",
+            enum_name(&warden__v1__audit_outcome__descriptor, "AUDIT_OUTCOME_",
+                      (int)r.outcome, 0),
+            r.code, r.count);
+    cli_json_string(f, r.detail, strlen(r.detail));
+    fputs("  hash ", f);
+    for (size_t i = 0; i < AUDIT_HASH_LEN; i++) {
+        fprintf(f, "%02x", r.hash[i]);
+    }
+    fputc('\n', f);
 }

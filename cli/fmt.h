@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "warden/v1/audit.pb-c.h"
 #include "warden/v1/cluster.pb-c.h"
 #include "warden/v1/inventory.pb-c.h"
 
@@ -62,6 +63,11 @@ void cli_fmt_members(FILE *f, Warden__V1__Member *const *m, size_t n, int json);
 
 /* TransferLeadership's answer: "leader_id  N" or {"leader_id":N}. */
 void cli_fmt_transfer(FILE *f, uint32_t leader_id, int json);
+
+/* One audit entry on one line: "seq N  raft_index I  ...  hash H" for
+ * people; for JSON the export file's entry object (cli/auditfile.h) and a
+ * newline. */
+void cli_fmt_audit_entry(FILE *f, const Warden__V1__AuditEntry *en, int json);
 
 /* Enum names for display: short ("ACTIVE") and full ("DEVICE_STATE_ACTIVE").
  * Unknown values give "UNKNOWN(<n>)" from a static buffer (short only). */

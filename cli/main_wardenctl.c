@@ -29,6 +29,14 @@ int main(int argc, char **argv)
         break;
     }
     int status = cli_cmd_run(&args, stdout, stderr);
+    if (cli_cmd_offline(args.cmd)) {
+        /* Offline commands return their documented exit code (cli/offline.h). */
+        if (fflush(stdout) != 0 && status == 0) {
+            fprintf(stderr, "wardenctl: cannot write output\n");
+            return 74; /* EX_IOERR */
+        }
+        return status;
+    }
     if (fflush(stdout) != 0 && status == 0) {
         fprintf(stderr, "wardenctl: cannot write output\n");
         return 74; /* EX_IOERR */
