@@ -38,6 +38,7 @@
 #include "../domain/ctlsign.h"
 #include "../domain/freshness.h"
 #include "../domain/lifecycle.h"
+#include "../domain/rollout.h"
 
 /* fsm.meta keys. */
 #define META_SCHEMA "schema"
@@ -196,6 +197,12 @@ int wfsm__state_open(struct wfsm *f, struct werr *e)
         inv_close(f->inv);
         goto err_close_store;
     }
+    rc = ro_open(&f->ro, f->s, f->inv, f->audit, e);
+    if (rc) {
+        audit_close(f->audit);
+        inv_close(f->inv);
+        goto err_close_store;
+    }
     return 0;
 
 err_close_store:
@@ -208,6 +215,8 @@ err_close_store:
 
 void wfsm__state_close(struct wfsm *f)
 {
+    ro_close(f->ro);
+    f->ro = NULL;
     audit_close(f->audit);
     inv_close(f->inv);
     store_close(f->s);
@@ -453,6 +462,7 @@ struct op_note {
     uint8_t digest[AUDIT_HASH_LEN]; /* SHA-256 of the packed request */
     int transition;       /* 1: count a refused (from, to) */
     int from, to;
+    struct wfsm__ro_note ro; /* issue 6: a refused rollout transition */
 };
 
 #define OP_FAILED 1 /* op_run: the command failed; res says how */
@@ -1009,7 +1019,9 @@ static int note_of(const Warden__V1__Command *cmd, struct op_note *note,
         target = "denials";
         break;
     default:
-        return 0;
+        return wfsm__rollout_note(cmd, &note->action, note->target,
+                                  sizeof note->target, note->digest,
+                                  &note->perm_only, e);
     }
     note->action = a;
     snprintf(note->target, sizeof note->target, "%s", target ? target : "");
@@ -1033,7 +1045,20 @@ static int op_run(struct wfsm *f, struct store_txn *t, uint64_t index,
     }
     switch (cmd->op_case) {
     case WARDEN__V1__COMMAND__OP_TICK:
-        rc = 0;
+        rc = wfsm__rollout_tick(f, t, &ctx, e);
+        break;
+    case WARDEN__V1__COMMAND__OP_REGISTER_RELEASE_KEY:
+    case WARDEN__V1__COMMAND__OP_REVOKE_RELEASE_KEY:
+    case WARDEN__V1__COMMAND__OP_CREATE_RELEASE:
+    case WARDEN__V1__COMMAND__OP_CREATE_ROLLOUT:
+    case WARDEN__V1__COMMAND__OP_START_ROLLOUT:
+    case WARDEN__V1__COMMAND__OP_PAUSE_ROLLOUT:
+    case WARDEN__V1__COMMAND__OP_RESUME_ROLLOUT:
+    case WARDEN__V1__COMMAND__OP_ADVANCE_ROLLOUT:
+    case WARDEN__V1__COMMAND__OP_ABORT_ROLLOUT:
+    case WARDEN__V1__COMMAND__OP_GET_DESIRED_STATE:
+    case WARDEN__V1__COMMAND__OP_REPORT_UPDATE_STATUS:
+        rc = wfsm__rollout_run(f, t, &ctx, cmd, &note->ro, res, e);
         break;
     case WARDEN__V1__COMMAND__OP_ENROLL_DEVICE:
         rc = op_enroll(f, t, &ctx, cmd->enroll_device, note, res, e);
@@ -1123,6 +1148,9 @@ static int note_failure(struct wfsm *f, struct store_txn *t, uint64_t index,
     int rc = audit_append(f->audit, t, &ctx, &ev, NULL, e);
     if (rc == 0 && note->transition) {
         rc = lc_reject_count_add(f->inv, t, note->from, note->to, e);
+    }
+    if (rc == 0 && note->ro.refused) {
+        rc = wfsm__rollout_failed(f, t, &note->ro, e);
     }
     return rc;
 }

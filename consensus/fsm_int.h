@@ -45,6 +45,7 @@ struct wfsm {
     struct store *s;  /* NULL after a restore failed half-way: unusable */
     struct inv *inv;
     struct audit *audit;   /* issue 4: the ledger, in the same env */
+    struct ro *ro;         /* issue 6: rollouts (domain/rollout.h) */
     unsigned dbi_meta;
     unsigned dbi_idem;
     unsigned dbi_idem_idx;
@@ -85,6 +86,32 @@ int wfsm__idem_record(struct wfsm *f, struct store_txn *t, uint64_t index,
 /* Delete at most WFSM_IDEM_PRUNE_MAX records that expired by `index`. */
 int wfsm__idem_prune(struct wfsm *f, struct store_txn *t, uint64_t index,
                      struct werr *e);
+
+/* ---- fsm_rollout.c (issue 6) ---------------------------------------------*/
+struct ro;
+/* A rollout transition the state table refused, for the second txn. */
+struct wfsm__ro_note {
+    int refused;
+    int from, event;
+    uint64_t rollout_id;
+};
+/* note_of() for rollout ops: audit action, target, request digest and
+ * perm_only; 0 and nothing set for other ops. */
+int wfsm__rollout_note(const Warden__V1__Command *cmd, uint32_t *action,
+                       char *target, size_t cap, uint8_t digest[AUDIT_HASH_LEN],
+                       int *perm_only, struct werr *e);
+/* Run a rollout op (ops 50-69) in t: 0, 1 (== OP_FAILED: res says how) or
+ * negative (node failure). */
+int wfsm__rollout_run(struct wfsm *f, struct store_txn *t,
+                      const struct dom_ctx *ctx, const Warden__V1__Command *cmd,
+                      struct wfsm__ro_note *rn, struct wfsm_result *res,
+                      struct werr *e);
+/* Tick: bounded rollout housekeeping (timeouts, gates). */
+int wfsm__rollout_tick(struct wfsm *f, struct store_txn *t,
+                       const struct dom_ctx *ctx, struct werr *e);
+/* Second txn of a failed rollout op: count a refused transition. */
+int wfsm__rollout_failed(struct wfsm *f, struct store_txn *t,
+                         const struct wfsm__ro_note *rn, struct werr *e);
 
 /* ---- fsm_snap.c ----------------------------------------------------------*/
 /* At open, before the store: finish or undo a restore a crash interrupted,
