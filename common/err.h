@@ -34,7 +34,8 @@
     X(WERR_CANCELLED, -17, "cancelled", 1 /* CANCELLED */)                    \
     X(WERR_CONFIG, -18, "configuration error", 3 /* INVALID_ARGUMENT */)      \
     X(WERR_BUSY, -19, "busy", 14 /* UNAVAILABLE */)                           \
-    X(WERR_ABORTED, -20, "aborted", 10 /* ABORTED */)
+    X(WERR_ABORTED, -20, "aborted", 10 /* ABORTED */)                         \
+    X(WERR_RANGE, -21, "out of range", 11 /* OUT_OF_RANGE */)
 
 enum werr_code {
 #define WERR_ENUM(name, value, text, grpc) name = value,

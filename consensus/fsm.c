@@ -35,6 +35,7 @@
 #include <openssl/evp.h>
 
 #include "../common/log.h"
+#include "../domain/access.h"
 #include "../domain/ctlsign.h"
 #include "../domain/freshness.h"
 #include "../domain/lifecycle.h"
@@ -185,7 +186,8 @@ int wfsm__state_open(struct wfsm *f, struct werr *e)
     if ((rc = store_dbi(f->s, "fsm.meta", &f->dbi_meta, e)) != 0 ||
         (rc = store_dbi(f->s, "fsm.idem", &f->dbi_idem, e)) != 0 ||
         (rc = store_dbi(f->s, "fsm.idem_by_index", &f->dbi_idem_idx, e)) != 0 ||
-        (rc = meta_schema(f, e)) != 0 || (rc = meta_load(f, e)) != 0) {
+        (rc = meta_schema(f, e)) != 0 || (rc = meta_load(f, e)) != 0 ||
+        (rc = acc_dbs_open(f->s, e)) != 0) { /* issue 5 (domain/access.h) */
         goto err_close_store;
     }
     rc = inv_open(&f->inv, f->s, e);
@@ -1018,6 +1020,16 @@ static int note_of(const Warden__V1__Command *cmd, struct op_note *note,
         m = &cmd->denials->base;
         target = "denials";
         break;
+    case WARDEN__V1__COMMAND__OP_SET_ACCESS_POLICY:
+    case WARDEN__V1__COMMAND__OP_REQUEST_ACCESS:
+    case WARDEN__V1__COMMAND__OP_APPROVE_ACCESS:
+    case WARDEN__V1__COMMAND__OP_DENY_ACCESS:
+    case WARDEN__V1__COMMAND__OP_CHECK_ACCESS:
+    case WARDEN__V1__COMMAND__OP_REVOKE_GRANT:
+    case WARDEN__V1__COMMAND__OP_LOCK:
+    case WARDEN__V1__COMMAND__OP_UNLOCK:
+        return wfsm__access_note(cmd, &note->action, note->target,
+                                 sizeof note->target, note->digest, e);
     default:
         return wfsm__rollout_note(cmd, &note->action, note->target,
                                   sizeof note->target, note->digest,
@@ -1059,6 +1071,16 @@ static int op_run(struct wfsm *f, struct store_txn *t, uint64_t index,
     case WARDEN__V1__COMMAND__OP_GET_DESIRED_STATE:
     case WARDEN__V1__COMMAND__OP_REPORT_UPDATE_STATUS:
         rc = wfsm__rollout_run(f, t, &ctx, cmd, &note->ro, res, e);
+        break;
+    case WARDEN__V1__COMMAND__OP_SET_ACCESS_POLICY:
+    case WARDEN__V1__COMMAND__OP_REQUEST_ACCESS:
+    case WARDEN__V1__COMMAND__OP_APPROVE_ACCESS:
+    case WARDEN__V1__COMMAND__OP_DENY_ACCESS:
+    case WARDEN__V1__COMMAND__OP_CHECK_ACCESS:
+    case WARDEN__V1__COMMAND__OP_REVOKE_GRANT:
+    case WARDEN__V1__COMMAND__OP_LOCK:
+    case WARDEN__V1__COMMAND__OP_UNLOCK:
+        rc = wfsm__access_run(f, t, &ctx, cmd, res, e); /* issue 5 */
         break;
     case WARDEN__V1__COMMAND__OP_ENROLL_DEVICE:
         rc = op_enroll(f, t, &ctx, cmd->enroll_device, note, res, e);

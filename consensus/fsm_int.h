@@ -113,6 +113,18 @@ int wfsm__rollout_tick(struct wfsm *f, struct store_txn *t,
 int wfsm__rollout_failed(struct wfsm *f, struct store_txn *t,
                          const struct wfsm__ro_note *rn, struct werr *e);
 
+/* ---- fsm_access.c (issue 5, ops 30-49) ------------------------------------*/
+/* note_of() for access ops: audit action, target and request digest; 0
+ * and nothing set for other ops. */
+int wfsm__access_note(const Warden__V1__Command *cmd, uint32_t *action,
+                      char *target, size_t cap, uint8_t digest[AUDIT_HASH_LEN],
+                      struct werr *e);
+/* Run an access op in t: 0, 1 (== OP_FAILED: res says how) or negative
+ * (node failure). */
+int wfsm__access_run(struct wfsm *f, struct store_txn *t,
+                     const struct dom_ctx *ctx, const Warden__V1__Command *cmd,
+                     struct wfsm_result *res, struct werr *e);
+
 /* ---- fsm_snap.c ----------------------------------------------------------*/
 /* At open, before the store: finish or undo a restore a crash interrupted,
  * and remove a leftover snapshot directory. */

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "access.h"
 #include "canon.h"
 #include "devkey.h"
 #include "inv_int.h"
@@ -149,6 +150,17 @@ int lc_set_state(struct inv *inv, struct store_txn *t,
     }
     d->state = req->state;
     touch(d, ctx);
+    /* Issue 5: quarantining or revoking a device revokes its access grants
+     * in this same txn (docs/access.md). */
+    if (to == S_QUAR || to == S_REVOKED) {
+        int kind = to == S_QUAR
+                       ? WARDEN__V1__REVOCATION_KIND__REVOCATION_KIND_DEVICE_QUARANTINED
+                       : WARDEN__V1__REVOCATION_KIND__REVOCATION_KIND_DEVICE_REVOKED;
+        if ((rc = acc_on_device_state(inv, t, ctx, d, kind, e)) != 0) {
+            inv_device_free(d);
+            return rc;
+        }
+    }
     return finish(inv, t, d, out, e);
 }
 
@@ -197,6 +209,14 @@ int lc_reenroll(struct inv *inv, struct store_txn *t,
     d->key_epoch = 1;
     d->state = S_PROV;
     touch(d, ctx);
+    /* Issue 5: a new identity starts without the old one's grants. */
+    if ((rc = acc_on_device_state(
+             inv, t, ctx, d,
+             WARDEN__V1__REVOCATION_KIND__REVOCATION_KIND_DEVICE_REENROLLED,
+             e)) != 0) {
+        inv_device_free(d);
+        return rc;
+    }
     rc = store_del(t, inv->nonces, req->device_id, strlen(req->device_id), e);
     if (rc != 0 && rc != WERR_NOTFOUND) {
         inv_device_free(d);
