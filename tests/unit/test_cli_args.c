@@ -399,8 +399,76 @@ TEST(endpoint_and_member_id_checks)
     CHECK_EQ_INT(cli_member_id_parse("0x10", &id), WERR_INVALID);
 }
 
+TEST(issue4_commands)
+{
+    CHECK_EQ_INT(PARSE(DEV, "device", "state", "plc-1", "QUARANTINED", "--reason",
+                       "smoke", "--idempotency-key", "k"), 0);
+    CHECK_EQ_INT(a.cmd, CLI_CMD_DEVICE_STATE);
+    CHECK_EQ_STR(a.device_id, "plc-1");
+    CHECK_EQ_INT(a.state, 3);
+    CHECK_EQ_STR(a.reason, "smoke");
+    CHECK(PARSE(DEV, "device", "state", "plc-1", "sleepy") != 0);
+    CHECK(PARSE(DEV, "device", "state", "plc-1") != 0);
+
+    CHECK_EQ_INT(PARSE(DEV, "device", "rebind", "plc-1", "gw-2"), 0);
+    CHECK_EQ_STR(a.gateway, "gw-2");
+    CHECK_EQ_INT(PARSE(DEV, "device", "rotate-nonce", "plc-1"), 0);
+    CHECK_EQ_INT(a.cmd, CLI_CMD_DEVICE_ROTATE_NONCE);
+    CHECK(PARSE(DEV, "device", "rotate-key", "plc-1") != 0); /* no key file */
+    CHECK_EQ_INT(PARSE(DEV, "device", "rotate-key", "plc-1", "--private-key-file",
+                       "k.pem"), 0);
+    CHECK(PARSE(DEV, "device", "reenroll", "plc-1", "--key-alg", "ed25519") != 0);
+    CHECK_EQ_INT(PARSE(DEV, "device", "enroll-batch", "f.jsonl", "--batch-size",
+                       "10"), 0);
+    CHECK_EQ_INT(a.batch_size, 10);
+    CHECK(PARSE(DEV, "device", "enroll-batch", "f.jsonl", "--batch-size", "257") != 0);
+
+    CHECK_EQ_INT(PARSE(DEV, "audit", "read", "--from", "5", "--max", "7"), 0);
+    CHECK_EQ_INT(a.cmd, CLI_CMD_AUDIT_READ);
+    CHECK_EQ_INT(a.from_seq, 5);
+    CHECK_EQ_INT(a.max, 7);
+    CHECK(PARSE(DEV, "audit", "read", "--from", "0") != 0);
+    CHECK(PARSE(DEV, "audit", "export", "--from", "5", "--to", "4", "f") != 0);
+    CHECK(PARSE(DEV, "audit", "export") != 0);
+    CHECK(PARSE(DEV, "audit", "head", "--to", "3") != 0); /* not for head */
+    CHECK_EQ_INT(PARSE(DEV, "audit", "tail", "--timeout", "2s"), 0);
+    CHECK(a.timeout_given);
+
+    /* Offline: no TLS flags needed. */
+    CHECK_EQ_INT(PARSE("audit", "verify", "f"), 0);
+    CHECK_EQ_INT(a.cmd, CLI_CMD_AUDIT_VERIFY);
+    CHECK(cli_cmd_offline(a.cmd));
+    CHECK(PARSE("audit", "head") != 0); /* online: needs them */
+    CHECK(PARSE("verify-command", "--envelope-hex", "00", "--signature-hex", "00",
+                "--pubkey-hex", "00", "--device", "d", "--key-epoch", "1") != 0);
+    CHECK_EQ_INT(PARSE("verify-command", "--envelope-hex", "00", "--signature-hex",
+                       "00", "--pubkey-hex", "00", "--device", "d", "--key-epoch",
+                       "1", "--last-seq", "0"), 0);
+    CHECK(PARSE("verify-command", "--envelope-hex", "0g", "--signature-hex", "00",
+                "--pubkey-hex", "00", "--device", "d", "--key-epoch", "1",
+                "--last-seq", "0") != 0);
+
+    CHECK_EQ_INT(PARSE(DEV, "control", "key"), 0);
+    CHECK_EQ_INT(a.cmd, CLI_CMD_CONTROL_KEY_GET);
+    CHECK(PARSE(DEV, "control", "key", "rotate") != 0);
+    CHECK_EQ_INT(PARSE(DEV, "control", "key", "rotate", "--key-id", "k2"), 0);
+    CHECK(PARSE(DEV, "control", "issue", "plc-1") != 0); /* no payload */
+    CHECK_EQ_INT(PARSE(DEV, "control", "issue", "plc-1", "--payload-hex", "01ff"), 0);
+    CHECK_EQ_INT(PARSE(DEV, "telemetry", "submit", "plc-1", "--key-epoch", "1",
+                       "--counter", "9", "--payload-hex", "", "--signature-hex",
+                       "00"), 0);
+    CHECK(PARSE(DEV, "telemetry", "submit", "plc-1", "--key-epoch", "1",
+                "--counter", "9", "--payload-hex", "00") != 0); /* no signer */
+    uint64_t v;
+    CHECK_EQ_INT(cli_u64_parse("18446744073709551615", &v), 0);
+    CHECK(v == UINT64_MAX);
+    CHECK(cli_u64_parse("18446744073709551616", &v) != 0);
+    CHECK(cli_u64_parse("-1", &v) != 0);
+}
+
 int main(void)
 {
+    RUN(issue4_commands);
     RUN(health_defaults);
     RUN(global_flags_anywhere_and_equals_form);
     RUN(tls_required);
