@@ -128,7 +128,6 @@ def run_scenario(name, nodes, clients, procs, duration, warmup, max_writes, extr
     try:
         c.start()
         leader = c.wait_leader()
-        st0 = leader.status()
         procs = max(1, min(procs, clients))
         per = [clients // procs + (1 if i < clients % procs else 0) for i in range(procs)]
         t_measure = time.time() + 1.0 + warmup   # 1 s for workers to start
@@ -140,9 +139,13 @@ def run_scenario(name, nodes, clients, procs, duration, warmup, max_writes, extr
               % (name, nodes, clients, procs, duration, warmup), file=sys.stderr)
         with ctx.Pool(procs) as pool:
             res = pool.map_async(worker, jobs)
-            out = res.get(timeout=(t_end - time.time()) + WORKER_GRACE_S + RPC_TIMEOUT_S)
-        t_stop = min(time.time(), t_end)
-        st1 = leader.status()
+            # Leader counters over the measured window only.
+            time.sleep(max(0.0, t_measure - time.time()))
+            st0 = leader.status()
+            time.sleep(max(0.0, t_end - time.time()))
+            st1 = leader.status()
+            out = res.get(timeout=WORKER_GRACE_S + RPC_TIMEOUT_S)
+        t_stop = t_end
         lat = sorted(x for r in out for x in r[0])
         errs = {}
         for _, e in out:
@@ -180,6 +183,8 @@ def main():
     ap.add_argument("--max-writes", type=int, default=1_000_000,
                     help="bound on writes per scenario")
     ap.add_argument("--quick", action="store_true", help="skip single_1")
+    ap.add_argument("--sweep", default="",
+                    help="extra cluster concurrencies, e.g. 4,8 (scenarios cluster_4, cluster_8)")
     ap.add_argument("--wardend-arg", action="append", default=[],
                     help="extra wardend flag for every node (repeatable)")
     a = ap.parse_args()
@@ -193,6 +198,9 @@ def main():
             ("single_N", 1, a.clients)]
     if not a.quick:
         plan.append(("single_1", 1, 1))
+    for k in [int(x) for x in a.sweep.split(",") if x.strip()]:
+        if k not in (1, a.clients):
+            plan.append(("cluster_%d" % k, a.nodes, k))
     for name, nodes, clients in plan:
         res[name] = run_scenario(name, nodes, clients, a.procs, a.duration, a.warmup,
                                  a.max_writes, a.wardend_arg)
@@ -219,6 +227,8 @@ def main():
             "group_commit_gain_single_N_over_single_1": ratio("single_N", "single_1"),
             "p99_cluster_N_over_single_N": ratio("cluster_N", "single_N", "p99_ms"),
         },
+        "sweep_writes_per_s": {k: v["writes_per_s"] for k, v in res.items()
+                               if k.startswith("cluster_")},
     }
     print(json.dumps(summary, indent=2))
 
