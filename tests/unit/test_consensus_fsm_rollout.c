@@ -678,7 +678,7 @@ TEST(manifests)
     CHECK_EQ_INT(create_release(f, &o, NULL), WERR_INVALID);
     o.n_models = RO_MODELS_MAX + 1;
     for (size_t i = 0; i < o.n_models; i++) {
-        static char names[RO_MODELS_MAX + 1][8];
+        static char names[RO_MODELS_MAX + 1][24];
         snprintf(names[i], sizeof names[i], "x%02zu", i);
         o.models[i] = names[i];
     }
