@@ -175,6 +175,9 @@ static void headers_done(struct grpc_conn *conn, struct grpc_call *call)
     }
     /* Authorization before a single body byte is decoded. */
     if ((call->method->roles & conn->peer.role) == 0) {
+        if (conn->on_denied != NULL) {
+            conn->on_denied(conn->on_denied_arg, &conn->peer, call->path);
+        }
         grpc__call_endf(call, GRPC_STATUS_PERMISSION_DENIED,
                         "role %s may not call %s",
                         principal_role_name(conn->peer.role), call->path);
@@ -422,6 +425,8 @@ int grpc_conn_new(struct grpc_conn **out, const struct grpc_router *router,
         cfg->max_header_list ? cfg->max_header_list : GRPC_MAX_HEADER_LIST_DEFAULT;
     conn->wakeup = cfg->wakeup;
     conn->wakeup_arg = cfg->wakeup_arg;
+    conn->on_denied = cfg->on_denied;
+    conn->on_denied_arg = cfg->on_denied_arg;
     uint32_t max_streams =
         cfg->max_streams ? cfg->max_streams : GRPC_MAX_STREAMS_DEFAULT;
     uint32_t stream_window =

@@ -226,6 +226,13 @@ struct grpc_conn_config {
      * async reply: the transport should schedule grpc_conn_send(). */
     void (*wakeup)(void *arg);
     void *wakeup_arg;
+    /* Called when a call is refused with PERMISSION_DENIED because the
+     * peer's role is not in the method's role set, just before the
+     * refusal is queued. principal and path are borrowed for the call. May be NULL.
+     * The server counts these for the audit ledger (docs/audit.md,
+     * aggregated denials); it must not call back into the conn. */
+    void (*on_denied)(void *arg, const struct principal *who, const char *path);
+    void *on_denied_arg;
 };
 
 /* Create a server connection. router and principal are borrowed and must

@@ -92,6 +92,8 @@ struct grpc_conn {
     uint32_t max_header_list;
     void (*wakeup)(void *arg);
     void *wakeup_arg;
+    void (*on_denied)(void *arg, const struct principal *who, const char *path);
+    void *on_denied_arg;
     uint64_t now_ms;                 /* as of the last recv/tick */
     int in_io;                       /* inside mem_recv / mem_send */
     int shutdown_state;              /* 0, 1 notice queued, 2 final GOAWAY */

@@ -332,10 +332,12 @@ int node_init(struct node *n, uv_loop_t *loop, const struct node_config *cfg,
 
     n->svc.wn = n->wn;
     n->svc.health = SVC_HEALTH_NOT_SERVING;
+    /* The node's own principal, as its peer certificate names it
+     * (warden://role/peer/n<id>): the author of server-proposed commands. */
+    n->svc.self.role = WROLE_PEER;
+    snprintf(n->svc.self.name, sizeof n->svc.self.name, "n%u", n->id);
     grpc_router_init(&n->router);
-    if ((rc = svc_health_register(&n->router, &n->svc, e)) != 0 ||
-        (rc = svc_inventory_register(&n->router, &n->svc, e)) != 0 ||
-        (rc = svc_cluster_register(&n->router, &n->svc, e)) != 0) {
+    if ((rc = svc_register_all(&n->router, &n->svc, e)) != 0) {
         goto err_close_wnode;
     }
 
@@ -343,6 +345,9 @@ int node_init(struct node *n, uv_loop_t *loop, const struct node_config *cfg,
     n->host.ssl_ctx = n->ssl_ctx;
     n->host.router = &n->router;
     n->host.grpc_cfg.max_msg = n->cfg.max_msg;
+    /* Role-gate refusals are counted for the audit ledger (svc_denials.c). */
+    n->host.grpc_cfg.on_denied = svc_denial_hook;
+    n->host.grpc_cfg.on_denied_arg = &n->svc;
     n->host.handshake_timeout_ms = n->cfg.handshake_timeout_ms;
     n->host.idle_timeout_ms = n->cfg.idle_timeout_ms;
     n->host.write_queue_max = CONN_WRITE_QUEUE_MAX;
@@ -452,6 +457,9 @@ void node_stop(struct node *n)
      * nghttp2 sends control frames ahead of DATA, and some clients (e.g.
      * python-h2) stop processing frames once they see a GOAWAY. */
     svc_health_shutdown(&n->svc);
+    /* Audit Tail streams end too (UNAVAILABLE with the seq to resume
+     * from); unflushed denials get a last proposal or a log line. */
+    svc_shutdown(&n->svc);
     conn_host_flush(&n->host);
     /* 2. No new connections. */
     uv_close((uv_handle_t *)&n->listener, listener_closed_cb);
@@ -555,6 +563,10 @@ static void raft_poll_cb(uv_timer_t *t)
     if (n->state == NODE_RUNNING) {
         svc_health_set(&n->svc, st.leader_id != 0 && !st.failed ? SVC_HEALTH_SERVING
                                                                  : SVC_HEALTH_NOT_SERVING);
+        /* Tail pumps, denial flush, bootstrap command key (svc.h). */
+        if (!st.failed) {
+            svc_tick(&n->svc, now);
+        }
     }
 }
 

@@ -54,10 +54,11 @@
 /* Longest path we build under the data dir. */
 #define NODE_PATH_MAX 1024
 /* How often the node looks at Raft for leadership changes and refused
- * peers (logs, health). raft 0.22 has no state-change callback that
+ * peers (logs, health), and runs the services' duties (svc_tick: audit
+ * Tail pumps, the denial flush, the bootstrap command key). raft 0.22 has no state-change callback that
  * consensus/node.h exposes; 100 ms is well under the 1 s election timeout,
  * so health follows an election within one poll. */
-#define NODE_RAFT_POLL_MS 100u
+#define NODE_RAFT_POLL_MS SVC_TICK_MS
 /* The refused-peer summary line is logged at most this often: a dead or
  * misconfigured peer is retried every second or so, and the transport
  * already logs each refusal with its reason. */

@@ -7,6 +7,7 @@
 #define WARDEN_SERVER_SVC_H
 
 #include "../common/err.h"
+#include "../common/principal.h"
 #include "../grpc/grpc.h"
 
 struct wnode;
@@ -28,15 +29,90 @@ struct svc_health_watch {
     int known;               /* watching a service we serve */
 };
 
+/* Open Audit/Tail streams, over all connections (svc_audit.c). Each pins
+ * an HTTP/2 stream, a slot here and up to GRPC_STREAM_OUT_MAX of queued
+ * output; the cap bounds the total (RESOURCE_EXHAUSTED beyond it). */
+#define SVC_AUDIT_TAIL_MAX 64
+/* Entries read per watcher per pump: bounds the work of one loop pass
+ * (pumps run every SVC_TICK_MS, and right after a Tail opens). */
+#define SVC_AUDIT_TAIL_CHUNK 256
+/* Bytes read per watcher per pump (about; at least one entry): a quarter
+ * of GRPC_STREAM_OUT_MAX, so a watcher that reads keeps up without the
+ * stream buffer ever holding more than a few chunks. */
+#define SVC_AUDIT_TAIL_CHUNK_BYTES ((size_t)256 << 10)
+/* Chunks per watcher per pump while its stream takes them: a catching-up
+ * watcher gets up to 8 x 256 entries per SVC_TICK_MS (~20k entries/s)
+ * while one pass of the loop stays bounded. */
+#define SVC_AUDIT_TAIL_CHUNKS_PER_PUMP 8u
+/* A watcher whose stream buffer stays full (grpc_call_send -> WERR_BUSY)
+ * this long is cut off with RESOURCE_EXHAUSTED: it may resume with
+ * from_seq. Bounds how long a stalled client pins its buffer and slot. */
+#define SVC_AUDIT_TAIL_STALL_MS 30000u
+
+struct svc_audit_tail {
+    struct grpc_call *call;  /* NULL: free slot. Valid until the call ends. */
+    uint64_t next_seq;       /* next entry to send */
+    uint64_t stalled_ms;     /* uv_now when the buffer first filled; 0 */
+};
+
+/* Aggregated authorization denials (svc_denials.c, docs/audit.md). Rows of
+ * (principal, role, method) -> count held between flushes. 256 rows x
+ * ~210 bytes = ~52 KiB. A denial for a new key while the table is full is
+ * only counted in `dropped`. */
+#define SVC_DENIAL_TABLE_MAX 256
+/* The leader proposes the table (as `denials` commands of at most
+ * AUDIT_DENIAL_ROWS_MAX rows) at most this often: a flood of denials costs
+ * at most ceil(SVC_DENIAL_TABLE_MAX / AUDIT_DENIAL_ROWS_MAX) = 4 Raft
+ * entries per interval, whatever the request rate. */
+#define SVC_DENIAL_FLUSH_MS 1000u
+
+struct svc_denial_row {
+    struct principal who;
+    char method[GRPC_PATH_MAX];
+    uint64_t count;
+};
+
+struct svc_denials {
+    struct svc_denial_row rows[SVC_DENIAL_TABLE_MAX];
+    size_t n;
+    uint64_t dropped;          /* not itemised since the last flush */
+    uint64_t last_flush_ms;
+    /* Counters since start (logged with every flush). */
+    uint64_t total;            /* denials noted */
+    uint64_t total_dropped;    /* of which not itemised */
+    uint64_t proposed;         /* denials handed to Raft in `denials` ops */
+    uint64_t lost;             /* of which the proposal failed */
+    uint64_t local_only;       /* logged on a follower, never replicated */
+};
+
+/* The node's own periodic duties (svc_tick). */
+#define SVC_TICK_MS 100u
+/* The bootstrap command key id (docs/freshness.md). */
+#define SVC_BOOTSTRAP_KEY_ID "k1"
+
 struct svc_ctx {
     /* Borrowed; the Raft node. Its store and inventory handles are fetched
      * through wfsm_store/wfsm_inv(wnode_fsm(wn)) at each read, never cached:
      * a snapshot restore replaces them (consensus/fsm.h). */
     struct wnode *wn;
+    /* This node's principal (role peer, name n<id>): the author of the
+     * commands the server proposes on its own (bootstrap key, denials). */
+    struct principal self;
     enum svc_health_status health;
+    int closing;             /* set by svc_shutdown: no new streams */
+    uint64_t now_ms;         /* loop time of the last svc_tick */
     /* Owned by svc_health.c. */
     struct svc_health_watch watch[SVC_HEALTH_WATCH_MAX];
     size_t n_watch;
+    /* Owned by svc_audit.c. */
+    struct svc_audit_tail tail[SVC_AUDIT_TAIL_MAX];
+    size_t n_tail;
+    /* Owned by svc_denials.c. */
+    struct svc_denials denials;
+    /* Owned by svc_control.c: the bootstrap command key check runs once per
+     * leadership term (ckey_term), one at a time (ckey_busy). */
+    uint64_t ckey_term;
+    int ckey_busy;
 };
 
 int svc_health_register(struct grpc_router *r, struct svc_ctx *ctx,
@@ -47,11 +123,53 @@ void svc_health_set(struct svc_ctx *ctx, enum svc_health_status st);
  * stream with UNAVAILABLE so graceful drain does not wait on them. */
 void svc_health_shutdown(struct svc_ctx *ctx);
 
+/* Service registration: one function per service file, all with this
+ * shape, called in order by node.c (svc_register_all). A new service
+ * (access, rollouts) adds its file and one line to svc_register_all. */
+typedef int (*svc_register_fn)(struct grpc_router *r, struct svc_ctx *ctx,
+                               struct werr *e);
 int svc_inventory_register(struct grpc_router *r, struct svc_ctx *ctx,
                            struct werr *e);
 /* warden.v1.Cluster (svc_cluster.c). */
 int svc_cluster_register(struct grpc_router *r, struct svc_ctx *ctx,
                          struct werr *e);
+/* warden.v1.Telemetry (svc_telemetry.c). */
+int svc_telemetry_register(struct grpc_router *r, struct svc_ctx *ctx,
+                           struct werr *e);
+/* warden.v1.Control (svc_control.c). */
+int svc_control_register(struct grpc_router *r, struct svc_ctx *ctx,
+                         struct werr *e);
+/* warden.v1.Audit (svc_audit.c). */
+int svc_audit_register(struct grpc_router *r, struct svc_ctx *ctx,
+                       struct werr *e);
+/* Every service above, in order (svc_common.c). */
+int svc_register_all(struct grpc_router *r, struct svc_ctx *ctx,
+                     struct werr *e);
+/* Register a table of methods (each .data is set to ctx). what names the
+ * service in errors. */
+int svc_register_methods(struct grpc_router *r, struct svc_ctx *ctx,
+                         const struct grpc_method *m, size_t n,
+                         const char *what, struct werr *e);
+
+/* Periodic duties, every SVC_TICK_MS from node.c with the loop's now:
+ * Tail pumps, the denial flush (leader proposes, follower logs), and the
+ * bootstrap command key (leader, once per term). */
+void svc_tick(struct svc_ctx *ctx, uint64_t now_ms);
+/* Shutdown: end Tail streams with UNAVAILABLE, log unflushed denials. */
+void svc_shutdown(struct svc_ctx *ctx);
+
+/* ---- pieces of svc_tick (one file each) ---------------------------------- */
+void svc_audit__pump(struct svc_ctx *ctx, uint64_t now_ms);
+void svc_audit__shutdown(struct svc_ctx *ctx);
+void svc_denials__flush(struct svc_ctx *ctx, uint64_t now_ms, int force);
+void svc_control__bootstrap_key(struct svc_ctx *ctx);
+
+/* Count one authorization denial decided in the server (grpc role gate,
+ * gateway binding). who and method are copied. Never fails. */
+void svc_denial_note(struct svc_ctx *ctx, const struct principal *who,
+                     const char *method);
+/* grpc_conn_config.on_denied adapter; arg is the svc_ctx. */
+void svc_denial_hook(void *arg, const struct principal *who, const char *path);
 
 /* ---- asynchronous replies (svc_common.c) --------------------------------
  * A handler that waits for Raft (a proposal, a barrier, a membership change)
@@ -64,6 +182,13 @@ struct svc_pending {
                                         while call != NULL */
     struct svc_ctx *ctx;
     unsigned u;                      /* handler's own small value */
+    void *arg;                       /* handler's own data (it frees it) */
+    /* svc_propose.c: what the call does (messages, logs) and how to
+     * decode the state machine's packed response. */
+    const char *what;
+    const ProtobufCMessageDescriptor *resp_desc;
+    void (*read)(struct svc_ctx *ctx, struct grpc_call *call,
+                 const ProtobufCMessage *req);
 };
 /* Allocate and hook the call's cancel callback. NULL on ENOMEM (the call
  * has then been failed with RESOURCE_EXHAUSTED). */

@@ -81,3 +81,66 @@ void svc_fail_raft(struct svc_ctx *ctx, struct grpc_call *call, int rc,
     }
     grpc_call_fail(call, werr_grpc_status(rc), "%s: %s", what, why);
 }
+
+/* ---- registration ------------------------------------------------------------ */
+
+int svc_register_methods(struct grpc_router *r, struct svc_ctx *ctx,
+                         const struct grpc_method *m, size_t n,
+                         const char *what, struct werr *e)
+{
+    if (ctx == NULL || ctx->wn == NULL) {
+        return werr_set(e, WERR_INVALID, "%s: the raft node is required", what);
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct grpc_method copy = m[i];
+        copy.data = ctx;
+        int rc = grpc_router_add(r, &copy, e);
+        if (rc != 0) {
+            return werr_wrap(e, "%s", what);
+        }
+    }
+    return 0;
+}
+
+int svc_register_all(struct grpc_router *r, struct svc_ctx *ctx,
+                     struct werr *e)
+{
+    /* One line per service file; issue 5 (access) and 6 (rollouts) add
+     * theirs here. */
+    static const svc_register_fn services[] = {
+        svc_health_register,
+        svc_inventory_register,
+        svc_cluster_register,
+        svc_telemetry_register,
+        svc_control_register,
+        svc_audit_register,
+    };
+    for (size_t i = 0; i < sizeof services / sizeof services[0]; i++) {
+        int rc = services[i](r, ctx, e);
+        if (rc != 0) {
+            return rc;
+        }
+    }
+    return 0;
+}
+
+/* ---- periodic duties ------------------------------------------------------------ */
+
+void svc_tick(struct svc_ctx *ctx, uint64_t now_ms)
+{
+    if (ctx->closing) {
+        return;
+    }
+    ctx->now_ms = now_ms;
+    svc_audit__pump(ctx, now_ms);
+    svc_denials__flush(ctx, now_ms, 0);
+    svc_control__bootstrap_key(ctx);
+}
+
+void svc_shutdown(struct svc_ctx *ctx)
+{
+    ctx->closing = 1;
+    svc_audit__shutdown(ctx);
+    /* The leader tries one last flush; what cannot be proposed is logged. */
+    svc_denials__flush(ctx, 0, 1);
+}

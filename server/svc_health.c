@@ -24,6 +24,9 @@ static const char *const known_services[] = {
     "",
     "warden.v1.Inventory",
     "warden.v1.Cluster",
+    "warden.v1.Telemetry",
+    "warden.v1.Control",
+    "warden.v1.Audit",
 };
 
 static int service_known(const char *name)

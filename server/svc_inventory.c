@@ -1,15 +1,19 @@
 /* svc_inventory.c - warden.v1.Inventory: glue between the gRPC layer and
  * the Raft node (consensus/node.h) that owns the inventory.
  *
- * Writes (EnrollDevice) become one warden.v1.Command - principal, the
- * request's idempotency key, the op - proposed with wnode_propose() on the
- * leader. The reply is sent from the propose callback, i.e. after the entry
+ * Writes (EnrollDevice, EnrollDevices, SetDeviceState, ReEnrollDevice,
+ * RebindDevice, IssueRotationNonce, RotateDeviceKey) become one
+ * warden.v1.Command - principal, the request's idempotency key, the op -
+ * proposed on the leader through svc_propose_reply() (svc_propose.h). The reply is sent from the propose callback, i.e. after the entry
  * is committed by a majority (each of which fsynced it) and applied here:
  * an acknowledged enroll survives crashes and leader changes. Not the
  * leader: UNAVAILABLE with trailers warden-leader / warden-leader-id, and
  * the client retries there (docs/operations-cluster.md); an ambiguous
- * failure (leadership lost mid-proposal) is safe to retry with the same
- * idempotency key.
+ * failure (leadership lost mid-proposal, node closing) carries the trailer
+ * warden-outcome: unknown and is safe to retry with the same idempotency
+ * key. IssueRotationNonce's nonce is leader-filled: 32 bytes from
+ * RAND_bytes here, never from the client, never in apply (apply must stay
+ * deterministic).
  *
  * Reads: consistency LINEARIZABLE (the default) is served by the leader
  * only, after a shared Raft barrier (wnode_barrier: every entry committed
@@ -23,9 +27,21 @@
  * principal name), which bounds the blast radius of a compromised gateway
  * (issue 4). For Get it receives PERMISSION_DENIED both for a device bound
  * elsewhere and for an id that does not exist, so it cannot probe which
- * device ids exist; its List is forced to its own gateway filter. */
+ * device ids exist; its List is forced to its own gateway filter. For the
+ * writes a gateway may call (IssueRotationNonce, RotateDeviceKey) a device
+ * bound elsewhere is refused here before proposing (svc_gateway_refuse);
+ * apply checks the binding again and audits what gets past. Every
+ * PERMISSION_DENIED decided here is counted for the ledger (svc_denials.c).
+ *
+ * Roles (the method's role set is the first gate; apply checks again):
+ * EnrollDevice(s), SetDeviceState, RebindDevice: admin, operator;
+ * ReEnrollDevice: admin; IssueRotationNonce, RotateDeviceKey: admin,
+ * operator, gateway (bound); reads: admin, operator, auditor, gateway. */
 #include <stdio.h>
 #include <string.h>
+
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
 
 #include "warden/v1/command.pb-c.h"
 #include "warden/v1/inventory.pb-c.h"
@@ -35,17 +51,20 @@
 #include "../consensus/fsm.h"
 #include "../consensus/node.h"
 #include "../domain/inventory.h"
+#include "../domain/lifecycle.h"
 #include "../storage/store.h"
 #include "svc.h"
+#include "svc_propose.h"
 
 static int is_gateway(const struct principal *p)
 {
     return p->role == WROLE_GATEWAY;
 }
 
-static void deny_gateway(struct grpc_call *call, const struct principal *who,
-                         const char *device_id)
+static void deny_gateway(struct svc_ctx *ctx, struct grpc_call *call,
+                         const struct principal *who, const char *device_id)
 {
+    svc_denial_note(ctx, who, grpc_call_path(call));
     wlog(WLOG_WARN, "gateway denied device access", "method",
          grpc_call_path(call), "principal", who->name, "device", device_id,
          NULL);
@@ -53,123 +72,153 @@ static void deny_gateway(struct grpc_call *call, const struct principal *who,
                    "device %s is not bound to gateway %s", device_id, who->name);
 }
 
-static void fail(struct grpc_call *call, struct werr *e)
-{
-    if (e->code == WERR_INTERNAL || e->code == WERR_IO ||
-        e->code == WERR_CORRUPT) {
-        wlog(WLOG_ERROR, "inventory call failed", "method",
-             grpc_call_path(call), "error", e->msg, NULL);
-    }
-    grpc_call_fail_err(call, e);
-}
+/* ---- writes ------------------------------------------------------------------ */
 
-static void enroll_done_cb(void *arg, int status, struct wfsm_result *res)
-{
-    struct svc_pending *p = arg;
-    struct svc_ctx *ctx = p->ctx;
-    struct grpc_call *call = svc_pending_end(p, NULL);
-    if (call == NULL) {
-        /* The client left; the command committed (or not) all the same. A
-         * retry with the same idempotency key gets its result. */
-        wlog(WLOG_DEBUG, "enroll finished after the call was cancelled", NULL);
-        return;
-    }
-    if (status != 0) {
-        svc_fail_raft(ctx, call, status, "enroll");
-        return;
-    }
-    if (res->code != 0) {
-        grpc_call_fail(call, werr_grpc_status(res->code), "%s", res->msg);
-        return;
-    }
-    Warden__V1__EnrollDeviceResponse *resp =
-        warden__v1__enroll_device_response__unpack(NULL, res->resp_len, res->resp);
-    if (resp == NULL) {
-        wlog(WLOG_ERROR, "enroll: state machine returned an undecodable response",
-             NULL);
-        grpc_call_fail(call, GRPC_STATUS_INTERNAL, "enroll: bad result");
-        return;
-    }
-    if (resp->device != NULL) {
-        wlog(WLOG_INFO, res->replayed ? "enroll replayed (idempotency key)"
-                                      : "device enrolled",
-             "device", resp->device->device_id, "gateway",
-             resp->device->gateway_id, "principal",
-             grpc_call_principal(call)->name, NULL);
-    }
-    grpc_call_reply(call, &resp->base);
-    warden__v1__enroll_device_response__free_unpacked(resp, NULL);
-}
+#define PROPOSE(ctx, call, msg, cmd, what, resp)                               \
+    svc_propose_reply((ctx), (call), (msg), (cmd), (what),                     \
+                      &warden__v1__##resp##__descriptor)
 
 static void enroll_cb(struct grpc_call *call, const ProtobufCMessage *msg,
                       void *data)
 {
-    struct svc_ctx *ctx = data;
     const Warden__V1__EnrollDeviceRequest *req =
         (const Warden__V1__EnrollDeviceRequest *)msg;
-    const struct principal *who = grpc_call_principal(call);
-
-    if (!wnode_is_leader(ctx->wn)) {
-        svc_fail_raft(ctx, call, WERR_UNAVAIL, "enroll");
-        return;
-    }
-    Warden__V1__Command cmd = WARDEN__V1__COMMAND__INIT;
-    cmd.principal_name = (char *)who->name;
-    cmd.principal_role = who->role;
-    cmd.idempotency_key = req->idempotency_key;
+    Warden__V1__Command cmd;
+    svc_cmd_init(&cmd, grpc_call_principal(call), req->idempotency_key);
     cmd.op_case = WARDEN__V1__COMMAND__OP_ENROLL_DEVICE;
     cmd.enroll_device = (Warden__V1__EnrollDeviceRequest *)req;
+    PROPOSE(data, call, msg, &cmd, "enroll", enroll_device_response);
+}
 
-    struct svc_pending *p = svc_pending_new(ctx, call, msg);
-    if (p == NULL) {
+static void enroll_batch_cb(struct grpc_call *call, const ProtobufCMessage *msg,
+                            void *data)
+{
+    const Warden__V1__EnrollDevicesRequest *req =
+        (const Warden__V1__EnrollDevicesRequest *)msg;
+    /* Checked here too so an oversized burst never reaches the log. */
+    if (req->n_devices == 0 || req->n_devices > WFSM_ENROLL_BATCH_MAX) {
+        grpc_call_fail(call, GRPC_STATUS_INVALID_ARGUMENT,
+                       "EnrollDevices takes 1..%u devices, got %zu",
+                       WFSM_ENROLL_BATCH_MAX, req->n_devices);
         return;
     }
-    struct werr e = {0};
-    int rc = wnode_propose(ctx->wn, &cmd, enroll_done_cb, p, &e);
-    if (rc != 0) {
-        call = svc_pending_end(p, NULL);
-        if (rc == WERR_LIMIT || rc == WERR_NOMEM) {
-            grpc_call_fail_err(call, &e);
-        } else {
-            svc_fail_raft(ctx, call, rc, "enroll");
-        }
+    Warden__V1__Command cmd;
+    svc_cmd_init(&cmd, grpc_call_principal(call), req->idempotency_key);
+    cmd.op_case = WARDEN__V1__COMMAND__OP_ENROLL_DEVICES;
+    cmd.enroll_devices = (Warden__V1__EnrollDevicesRequest *)req;
+    PROPOSE(data, call, msg, &cmd, "enroll devices", enroll_devices_response);
+}
+
+static void set_state_cb(struct grpc_call *call, const ProtobufCMessage *msg,
+                         void *data)
+{
+    const Warden__V1__SetDeviceStateRequest *req =
+        (const Warden__V1__SetDeviceStateRequest *)msg;
+    Warden__V1__Command cmd;
+    svc_cmd_init(&cmd, grpc_call_principal(call), req->idempotency_key);
+    cmd.op_case = WARDEN__V1__COMMAND__OP_SET_DEVICE_STATE;
+    cmd.set_device_state = (Warden__V1__SetDeviceStateRequest *)req;
+    PROPOSE(data, call, msg, &cmd, "set device state", set_device_state_response);
+}
+
+static void reenroll_cb(struct grpc_call *call, const ProtobufCMessage *msg,
+                        void *data)
+{
+    const Warden__V1__ReEnrollDeviceRequest *req =
+        (const Warden__V1__ReEnrollDeviceRequest *)msg;
+    Warden__V1__Command cmd;
+    svc_cmd_init(&cmd, grpc_call_principal(call), req->idempotency_key);
+    cmd.op_case = WARDEN__V1__COMMAND__OP_REENROLL_DEVICE;
+    cmd.reenroll_device = (Warden__V1__ReEnrollDeviceRequest *)req;
+    PROPOSE(data, call, msg, &cmd, "re-enroll device", re_enroll_device_response);
+}
+
+static void rebind_cb(struct grpc_call *call, const ProtobufCMessage *msg,
+                      void *data)
+{
+    const Warden__V1__RebindDeviceRequest *req =
+        (const Warden__V1__RebindDeviceRequest *)msg;
+    Warden__V1__Command cmd;
+    svc_cmd_init(&cmd, grpc_call_principal(call), req->idempotency_key);
+    cmd.op_case = WARDEN__V1__COMMAND__OP_REBIND_DEVICE;
+    cmd.rebind_device = (Warden__V1__RebindDeviceRequest *)req;
+    PROPOSE(data, call, msg, &cmd, "rebind device", rebind_device_response);
+}
+
+static void nonce_cb(struct grpc_call *call, const ProtobufCMessage *msg,
+                     void *data)
+{
+    struct svc_ctx *ctx = data;
+    const Warden__V1__IssueRotationNonceRequest *req =
+        (const Warden__V1__IssueRotationNonceRequest *)msg;
+    if (svc_gateway_refuse(ctx, call, req->device_id)) {
+        return;
     }
+    if (!wnode_is_leader(ctx->wn)) {
+        svc_fail_raft(ctx, call, WERR_UNAVAIL, "issue rotation nonce");
+        return;
+    }
+    /* Leader-filled (inventory.proto): whatever the client sent in nonce
+     * is overwritten. Shallow copy: the borrowed request stays intact. */
+    Warden__V1__IssueRotationNonceRequest op = *req;
+    uint8_t nonce[LC_NONCE_LEN];
+    if (RAND_bytes(nonce, sizeof nonce) != 1) {
+        wlog(WLOG_ERROR, "RAND_bytes failed", "what", "rotation nonce", NULL);
+        grpc_call_fail(call, GRPC_STATUS_INTERNAL, "no randomness");
+        return;
+    }
+    op.nonce.data = nonce;
+    op.nonce.len = sizeof nonce;
+    Warden__V1__Command cmd;
+    svc_cmd_init(&cmd, grpc_call_principal(call), NULL);
+    cmd.op_case = WARDEN__V1__COMMAND__OP_ISSUE_ROTATION_NONCE;
+    cmd.issue_rotation_nonce = &op;
+    PROPOSE(ctx, call, msg, &cmd, "issue rotation nonce",
+            issue_rotation_nonce_response);
 }
 
-/* The state machine's store and inventory as they are now (a snapshot
- * restore replaces them, consensus/fsm.h). */
-static struct store *cur_store(struct svc_ctx *ctx)
+static void rotate_cb(struct grpc_call *call, const ProtobufCMessage *msg,
+                      void *data)
 {
-    return wfsm_store(wnode_fsm(ctx->wn));
+    struct svc_ctx *ctx = data;
+    const Warden__V1__RotateDeviceKeyRequest *req =
+        (const Warden__V1__RotateDeviceKeyRequest *)msg;
+    if (svc_gateway_refuse(ctx, call, req->device_id)) {
+        return;
+    }
+    Warden__V1__Command cmd;
+    svc_cmd_init(&cmd, grpc_call_principal(call), req->idempotency_key);
+    cmd.op_case = WARDEN__V1__COMMAND__OP_ROTATE_DEVICE_KEY;
+    cmd.rotate_device_key = (Warden__V1__RotateDeviceKeyRequest *)req;
+    PROPOSE(ctx, call, msg, &cmd, "rotate device key", rotate_device_key_response);
 }
 
-static struct inv *cur_inv(struct svc_ctx *ctx)
-{
-    return wfsm_inv(wnode_fsm(ctx->wn));
-}
+/* ---- reads -------------------------------------------------------------------- */
 
 static void do_get(struct svc_ctx *ctx, struct grpc_call *call,
-                   const Warden__V1__GetDeviceRequest *req)
+                   const ProtobufCMessage *msg)
 {
+    const Warden__V1__GetDeviceRequest *req =
+        (const Warden__V1__GetDeviceRequest *)msg;
     const struct principal *who = grpc_call_principal(call);
     struct werr e = {0};
     struct store_txn *t;
     Warden__V1__Device *dev = NULL;
 
-    if (store_txn_begin(cur_store(ctx), 0, &t, &e) != 0) {
-        fail(call, &e);
+    if (store_txn_begin(svc_store(ctx), 0, &t, &e) != 0) {
+        svc_fail(call, &e);
         return;
     }
-    int rc = inv_get(cur_inv(ctx), t, req->device_id, &dev, &e);
+    int rc = inv_get(svc_inv(ctx), t, req->device_id, &dev, &e);
     store_txn_abort(t);
     if (is_gateway(who) && (rc == WERR_NOTFOUND ||
                             (rc == 0 && strcmp(dev->gateway_id, who->name) != 0))) {
         inv_device_free(dev);
-        deny_gateway(call, who, req->device_id ? req->device_id : "");
+        deny_gateway(ctx, call, who, req->device_id ? req->device_id : "");
         return;
     }
     if (rc != 0) {
-        fail(call, &e);
+        svc_fail(call, &e);
         return;
     }
     Warden__V1__GetDeviceResponse resp = WARDEN__V1__GET_DEVICE_RESPONSE__INIT;
@@ -179,8 +228,10 @@ static void do_get(struct svc_ctx *ctx, struct grpc_call *call,
 }
 
 static void do_list(struct svc_ctx *ctx, struct grpc_call *call,
-                    const Warden__V1__ListDevicesRequest *borrowed)
+                    const ProtobufCMessage *msg)
 {
+    const Warden__V1__ListDevicesRequest *borrowed =
+        (const Warden__V1__ListDevicesRequest *)msg;
     const struct principal *who = grpc_call_principal(call);
     /* Shallow copy: we may override the gateway filter, the borrowed
      * request stays untouched. */
@@ -188,6 +239,7 @@ static void do_list(struct svc_ctx *ctx, struct grpc_call *call,
     if (is_gateway(who)) {
         if (req.gateway_id != NULL && req.gateway_id[0] != '\0' &&
             strcmp(req.gateway_id, who->name) != 0) {
+            svc_denial_note(ctx, who, grpc_call_path(call));
             wlog(WLOG_WARN, "gateway denied listing another gateway",
                  "principal", who->name, "gateway_filter", req.gateway_id,
                  NULL);
@@ -200,15 +252,15 @@ static void do_list(struct svc_ctx *ctx, struct grpc_call *call,
     }
     struct werr e = {0};
     struct store_txn *t;
-    if (store_txn_begin(cur_store(ctx), 0, &t, &e) != 0) {
-        fail(call, &e);
+    if (store_txn_begin(svc_store(ctx), 0, &t, &e) != 0) {
+        svc_fail(call, &e);
         return;
     }
     struct inv_page page;
-    int rc = inv_list(cur_inv(ctx), t, &req, &page, &e);
+    int rc = inv_list(svc_inv(ctx), t, &req, &page, &e);
     store_txn_abort(t);
     if (rc != 0) {
-        fail(call, &e);
+        svc_fail(call, &e);
         return;
     }
     Warden__V1__ListDevicesResponse resp =
@@ -220,106 +272,54 @@ static void do_list(struct svc_ctx *ctx, struct grpc_call *call,
     inv_page_free(&page);
 }
 
-enum read_kind { READ_GET, READ_LIST };
-
-static void read_barrier_cb(void *arg, int status)
-{
-    struct svc_pending *p = arg;
-    struct svc_ctx *ctx = p->ctx;
-    unsigned kind = p->u;
-    const ProtobufCMessage *req;
-    struct grpc_call *call = svc_pending_end(p, &req);
-    if (call == NULL) {
-        return;
-    }
-    if (status != 0) {
-        svc_fail_raft(ctx, call, status, "linearizable read");
-        return;
-    }
-    if (kind == READ_GET) {
-        do_get(ctx, call, (const Warden__V1__GetDeviceRequest *)req);
-    } else {
-        do_list(ctx, call, (const Warden__V1__ListDevicesRequest *)req);
-    }
-}
-
-/* LINEARIZABLE: on the leader, after a shared barrier. */
-static void read_linearizable(struct svc_ctx *ctx, struct grpc_call *call,
-                              const ProtobufCMessage *msg, enum read_kind kind)
-{
-    if (!wnode_is_leader(ctx->wn)) {
-        svc_fail_raft(ctx, call, WERR_UNAVAIL, "linearizable read");
-        return;
-    }
-    struct svc_pending *p = svc_pending_new(ctx, call, msg);
-    if (p == NULL) {
-        return;
-    }
-    p->u = kind;
-    int rc = wnode_barrier(ctx->wn, read_barrier_cb, p);
-    if (rc != 0) {
-        call = svc_pending_end(p, NULL);
-        svc_fail_raft(ctx, call, rc, "linearizable read");
-    }
-}
-
 static void get_cb(struct grpc_call *call, const ProtobufCMessage *msg,
                    void *data)
 {
-    struct svc_ctx *ctx = data;
     const Warden__V1__GetDeviceRequest *req =
         (const Warden__V1__GetDeviceRequest *)msg;
-    if (req->consistency == WARDEN__V1__READ_CONSISTENCY__READ_CONSISTENCY_SERIALIZABLE) {
-        do_get(ctx, call, req);
-        return;
-    }
-    read_linearizable(ctx, call, msg, READ_GET);
+    svc_read(data, call, msg,
+             req->consistency !=
+                 WARDEN__V1__READ_CONSISTENCY__READ_CONSISTENCY_SERIALIZABLE,
+             do_get, "linearizable read");
 }
 
 static void list_cb(struct grpc_call *call, const ProtobufCMessage *msg,
                     void *data)
 {
-    struct svc_ctx *ctx = data;
     const Warden__V1__ListDevicesRequest *req =
         (const Warden__V1__ListDevicesRequest *)msg;
-    if (req->consistency == WARDEN__V1__READ_CONSISTENCY__READ_CONSISTENCY_SERIALIZABLE) {
-        do_list(ctx, call, req);
-        return;
-    }
-    read_linearizable(ctx, call, msg, READ_LIST);
+    svc_read(data, call, msg,
+             req->consistency !=
+                 WARDEN__V1__READ_CONSISTENCY__READ_CONSISTENCY_SERIALIZABLE,
+             do_list, "linearizable read");
 }
 
 int svc_inventory_register(struct grpc_router *r, struct svc_ctx *ctx,
                            struct werr *e)
 {
-    if (ctx == NULL || ctx->wn == NULL) {
-        return werr_set(e, WERR_INVALID,
-                        "svc_inventory_register: the raft node is required");
-    }
-    int rc;
     const unsigned readers =
         WROLE_ADMIN | WROLE_OPERATOR | WROLE_AUDITOR | WROLE_GATEWAY;
+    const unsigned writers = WROLE_ADMIN | WROLE_OPERATOR;
+    const unsigned device_side = WROLE_ADMIN | WROLE_OPERATOR | WROLE_GATEWAY;
+#define M(name, roles_, req, fn)                                               \
+    {.path = "/warden.v1.Inventory/" name,                                     \
+     .roles = (roles_),                                                        \
+     .req_desc = &warden__v1__##req##__descriptor,                             \
+     .handler = (fn)}
     const struct grpc_method methods[] = {
-        {.path = "/warden.v1.Inventory/EnrollDevice",
-         .roles = WROLE_ADMIN | WROLE_OPERATOR,
-         .req_desc = &warden__v1__enroll_device_request__descriptor,
-         .handler = enroll_cb,
-         .data = ctx},
-        {.path = "/warden.v1.Inventory/GetDevice",
-         .roles = readers,
-         .req_desc = &warden__v1__get_device_request__descriptor,
-         .handler = get_cb,
-         .data = ctx},
-        {.path = "/warden.v1.Inventory/ListDevices",
-         .roles = readers,
-         .req_desc = &warden__v1__list_devices_request__descriptor,
-         .handler = list_cb,
-         .data = ctx},
+        M("EnrollDevice", writers, enroll_device_request, enroll_cb),
+        M("GetDevice", readers, get_device_request, get_cb),
+        M("ListDevices", readers, list_devices_request, list_cb),
+        M("EnrollDevices", writers, enroll_devices_request, enroll_batch_cb),
+        M("SetDeviceState", writers, set_device_state_request, set_state_cb),
+        M("ReEnrollDevice", WROLE_ADMIN, re_enroll_device_request, reenroll_cb),
+        M("RebindDevice", writers, rebind_device_request, rebind_cb),
+        M("IssueRotationNonce", device_side, issue_rotation_nonce_request,
+          nonce_cb),
+        M("RotateDeviceKey", device_side, rotate_device_key_request, rotate_cb),
     };
-    for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++) {
-        if ((rc = grpc_router_add(r, &methods[i], e)) != 0) {
-            return werr_wrap(e, "svc_inventory_register");
-        }
-    }
-    return 0;
+#undef M
+    return svc_register_methods(r, ctx, methods,
+                                sizeof methods / sizeof methods[0],
+                                "svc_inventory_register", e);
 }
