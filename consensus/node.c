@@ -98,7 +98,6 @@ struct wnode {
     uint64_t ct_base_ms;
     uint64_t ct_applied_at_ms;
     uint64_t last_propose_ms;       /* monotonic */
-    uint64_t started_ms;            /* monotonic */
     unsigned tick_idle_ms;
 
     int wall_offset_known;
@@ -415,11 +414,6 @@ static int rfsm_snapshot(struct raft_fsm *rf, struct raft_buffer *bufs[],
 
     if (n->failed)
         return RAFT_IOERR; /* see node_fail */
-    /* raft 0.22.1 workaround, see WNODE_FOLLOWER_SNAPSHOT_HOLD_MS. raft
-     * retries on a later step; nothing is lost but log compaction. */
-    if (raft_state(&n->raft) != RAFT_LEADER &&
-        mono_ms() - n->started_ms < WNODE_FOLLOWER_SNAPSHOT_HOLD_MS)
-        return RAFT_BUSY;
     werr_clear(&e);
     if (wfsm_snapshot(n->fsm, &data, &len, &e) != 0) {
         wlog(WLOG_WARN, "consensus: snapshot failed", "error", e.msg, NULL);
@@ -1092,7 +1086,6 @@ int wnode_start(struct wnode **out, const struct wnode_config *cfg,
     n->ct_base_ms = wfsm_cluster_time(n->fsm);
     n->ct_applied_at_ms = mono_ms();
     n->last_propose_ms = mono_ms();
-    n->started_ms = mono_ms();
     if ((rv = consensus_tls_ctx_new(cfg->ca_file, cfg->cert_file,
                                     cfg->key_file, &ctx, e)) != 0) {
         werr_wrap(e, "peer TLS");

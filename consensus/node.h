@@ -84,13 +84,6 @@
  * the log: a follower less than 512 entries behind catches up from the log;
  * one further behind gets the snapshot. A snapshot copies the whole LMDB env
  * into memory (wfsm_snapshot), so it should not happen every few writes. */
-/* A follower takes no snapshot for this long after start. raft 0.22.1
- * crashes (NULL dereference in legacy.c takeSnapshotCb) when an
- * InstallSnapshot arrives while the node is writing its own snapshot, and a
- * restarted follower with a long unsnapshotted log does exactly that: it
- * applies its log, snapshots, and meanwhile the leader, whose log no longer
- * reaches back that far, sends a snapshot. docs/consensus.md. */
-#define WNODE_FOLLOWER_SNAPSHOT_HOLD_MS 10000
 #define WNODE_SNAPSHOT_THRESHOLD 1024
 #define WNODE_SNAPSHOT_TRAILING 512
 
