@@ -15,7 +15,8 @@
  * applied (a failed note is logged; the change itself stands). A transfer
  * is noted BEFORE it starts ("transfer leadership requested"), because a
  * successful transfer leaves this node unable to propose; a transfer that
- * then times out (WERR_ABORTED, still leader) gets a second, REJECTED note.
+ * then times out (WERR_ABORTED, still leader) or is refused at once (not a
+ * voter, ...) gets a second, REJECTED note.
  * A removed leader steps down, so removing the leader itself is noted only
  * in the logs. */
 #include <stdio.h>
@@ -244,7 +245,9 @@ static void change_abort(struct svc_pending *p, int rc)
     unsigned kind = p->u;
     free(p->arg);
     struct grpc_call *call = svc_pending_end(p, NULL);
-    svc_fail_raft(ctx, call, rc, change_name(kind));
+    if (call != NULL) {
+        svc_fail_raft(ctx, call, rc, change_name(kind));
+    }
 }
 
 /* The address a member id has in the current configuration, or "?". */
@@ -391,6 +394,9 @@ static void transfer_noted_cb(struct svc_ctx *ctx, void *arg, int status,
         if (rc == 0) {
             return;
         }
+        /* The "requested" note is in; say the transfer never started
+         * (fire and forget, as for a timeout). */
+        propose_note(ctx, ch, "transfer leadership refused", rc, NULL, NULL);
     }
     change_abort(p, rc);
 }
@@ -410,6 +416,12 @@ static void transfer_cb(struct grpc_call *call, const ProtobufCMessage *msg,
         snprintf(addr, sizeof addr, "any");
     } else {
         member_addr(ctx, req->id, addr, sizeof addr);
+        if (strcmp(addr, "?") == 0) {
+            /* Refused before any note: nothing was attempted. */
+            grpc_call_fail(call, GRPC_STATUS_NOT_FOUND,
+                           "transfer leadership: %u is not a member", req->id);
+            return;
+        }
     }
     struct svc_pending *p =
         change_new(ctx, call, msg, CHANGE_TRANSFER, req->id, addr,
