@@ -142,6 +142,9 @@ int svc_control_register(struct grpc_router *r, struct svc_ctx *ctx,
 /* warden.v1.Audit (svc_audit.c). */
 int svc_audit_register(struct grpc_router *r, struct svc_ctx *ctx,
                        struct werr *e);
+/* warden.v1.Rollouts (svc_rollout.c). */
+int svc_rollout_register(struct grpc_router *r, struct svc_ctx *ctx,
+                         struct werr *e);
 /* Every service above, in order (svc_common.c). */
 int svc_register_all(struct grpc_router *r, struct svc_ctx *ctx,
                      struct werr *e);

@@ -114,6 +114,7 @@ int svc_register_all(struct grpc_router *r, struct svc_ctx *ctx,
         svc_telemetry_register,
         svc_control_register,
         svc_audit_register,
+        svc_rollout_register,
     };
     for (size_t i = 0; i < sizeof services / sizeof services[0]; i++) {
         int rc = services[i](r, ctx, e);
