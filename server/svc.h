@@ -109,6 +109,9 @@ struct svc_ctx {
     size_t n_tail;
     /* Owned by svc_denials.c. */
     struct svc_denials denials;
+    /* Owned by svc_access.c: the WatchRevocations streams (allocated on
+     * the first one, freed by svc_shutdown). */
+    struct svc_access *access;
     /* Owned by svc_control.c: the bootstrap command key check runs once per
      * leadership term (ckey_term), one at a time (ckey_busy). */
     uint64_t ckey_term;
@@ -142,6 +145,9 @@ int svc_control_register(struct grpc_router *r, struct svc_ctx *ctx,
 /* warden.v1.Audit (svc_audit.c). */
 int svc_audit_register(struct grpc_router *r, struct svc_ctx *ctx,
                        struct werr *e);
+/* warden.v1.Access (svc_access.c). */
+int svc_access_register(struct grpc_router *r, struct svc_ctx *ctx,
+                        struct werr *e);
 /* warden.v1.Rollouts (svc_rollout.c). */
 int svc_rollout_register(struct grpc_router *r, struct svc_ctx *ctx,
                          struct werr *e);
@@ -164,6 +170,8 @@ void svc_shutdown(struct svc_ctx *ctx);
 /* ---- pieces of svc_tick (one file each) ---------------------------------- */
 void svc_audit__pump(struct svc_ctx *ctx, uint64_t now_ms);
 void svc_audit__shutdown(struct svc_ctx *ctx);
+void svc_access__pump(struct svc_ctx *ctx, uint64_t now_ms);
+void svc_access__shutdown(struct svc_ctx *ctx);
 void svc_denials__flush(struct svc_ctx *ctx, uint64_t now_ms, int force);
 void svc_control__bootstrap_key(struct svc_ctx *ctx);
 

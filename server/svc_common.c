@@ -115,6 +115,7 @@ int svc_register_all(struct grpc_router *r, struct svc_ctx *ctx,
         svc_control_register,
         svc_audit_register,
         svc_rollout_register,
+        svc_access_register,
     };
     for (size_t i = 0; i < sizeof services / sizeof services[0]; i++) {
         int rc = services[i](r, ctx, e);
@@ -134,6 +135,7 @@ void svc_tick(struct svc_ctx *ctx, uint64_t now_ms)
     }
     ctx->now_ms = now_ms;
     svc_audit__pump(ctx, now_ms);
+    svc_access__pump(ctx, now_ms);
     svc_denials__flush(ctx, now_ms, 0);
     svc_control__bootstrap_key(ctx);
 }
@@ -142,6 +144,7 @@ void svc_shutdown(struct svc_ctx *ctx)
 {
     ctx->closing = 1;
     svc_audit__shutdown(ctx);
+    svc_access__shutdown(ctx);
     /* The leader tries one last flush; what cannot be proposed is logged. */
     svc_denials__flush(ctx, 0, 1);
 }
