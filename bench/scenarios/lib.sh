@@ -134,7 +134,7 @@ extendedKeyUsage=clientAuth"
             ext="basicConstraints=critical,CA:FALSE
 keyUsage=critical,digitalSignature
 extendedKeyUsage=serverAuth,clientAuth
-subjectAltName=IP:$ip"
+subjectAltName=IP:$ip,IP:127.0.0.1"
         fi
         local name=m$i
         [ "$i" = client ] && name=client
@@ -147,7 +147,9 @@ subjectAltName=IP:$ip"
 }
 
 # etcd_up DIR: 3 members, client and peer mTLS (--client-cert-auth,
-# --peer-client-cert-auth), default fsync. Sets ETCD_EP[1..3], ETCD_CERTS.
+# --peer-client-cert-auth), default fsync. Member certs also name
+# 127.0.0.1: peers dial from it, and etcd checks a peer cert against the
+# remote address. Sets ETCD_EP[1..3], ETCD_CERTS.
 etcd_up() {
     local dir=$1 i cluster=""
     command -v etcd >/dev/null || die "no etcd (apt-get install etcd-server etcd-client)"
@@ -209,7 +211,7 @@ for s in st:
         fi
         sleep 0.3
     done
-    die "no etcd leader within ${START_WAIT_S}s (logs in $1)"
+    die "no etcd leader within ${START_WAIT_S}s (see the m<i>.log files)"
 }
 
 etcd_lg() { # loadgen args against etcd (client cert, leader first)
