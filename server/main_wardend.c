@@ -56,6 +56,10 @@ static void usage(FILE *f)
             "  --peer-listen ADDR:PORT   raft peer address (default: from --peers; dev:\n"
             "                            the client host, port + 1)\n"
             "  --election-timeout-ms N   raft election timeout (default %u)\n"
+            "  --snapshot-threshold N    snapshot after N applied entries (%u..%u,\n"
+            "                            default %u)\n"
+            "  --snapshot-trailing N     entries kept in the log after a snapshot\n"
+            "                            (%u..%u, default %u)\n"
             "  --tls-cert FILE           node certificate chain (PEM; required without\n"
             "                            --dev); serves clients and raft peers, so it\n"
             "                            carries SAN URI warden://role/peer/n<N>\n"
@@ -69,6 +73,9 @@ static void usage(FILE *f)
             "  --idle-timeout-ms N       close connections idle this long (default %u)\n"
             "  -h, --help\n",
             NODE_DATA_DIR_DEFAULT, NODE_LISTEN_DEFAULT, WNODE_ELECTION_TIMEOUT_MS,
+            NODE_SNAPSHOT_THRESHOLD_MIN, NODE_SNAPSHOT_THRESHOLD_MAX,
+            (unsigned)WNODE_SNAPSHOT_THRESHOLD, NODE_SNAPSHOT_TRAILING_MIN,
+            NODE_SNAPSHOT_TRAILING_MAX, (unsigned)WNODE_SNAPSHOT_TRAILING,
             GRPC_MAX_MSG_DEFAULT,
             NODE_SHUTDOWN_GRACE_MS_DEFAULT, NODE_MAX_CONNS_DEFAULT,
             CONN_HANDSHAKE_TIMEOUT_MS_DEFAULT, CONN_IDLE_TIMEOUT_MS_DEFAULT);
@@ -110,6 +117,8 @@ enum {
     OPT_PEER_LISTEN,
     OPT_JOIN,
     OPT_ELECTION,
+    OPT_SNAP_THRESHOLD,
+    OPT_SNAP_TRAILING,
     OPT_OUT,
     OPT_NODE,
 };
@@ -221,6 +230,8 @@ int main(int argc, char **argv)
         {"peer-listen", required_argument, NULL, OPT_PEER_LISTEN},
         {"join", no_argument, NULL, OPT_JOIN},
         {"election-timeout-ms", required_argument, NULL, OPT_ELECTION},
+        {"snapshot-threshold", required_argument, NULL, OPT_SNAP_THRESHOLD},
+        {"snapshot-trailing", required_argument, NULL, OPT_SNAP_TRAILING},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -313,6 +324,21 @@ int main(int argc, char **argv)
                 return 2;
             }
             cfg.election_timeout_ms = (unsigned)v;
+            break;
+        /* Bounds and why: NODE_SNAPSHOT_* in node.h. */
+        case OPT_SNAP_THRESHOLD:
+            if (parse_u64("--snapshot-threshold", optarg, NODE_SNAPSHOT_THRESHOLD_MIN,
+                          NODE_SNAPSHOT_THRESHOLD_MAX, &v) != 0) {
+                return 2;
+            }
+            cfg.snapshot_threshold = (unsigned)v;
+            break;
+        case OPT_SNAP_TRAILING:
+            if (parse_u64("--snapshot-trailing", optarg, NODE_SNAPSHOT_TRAILING_MIN,
+                          NODE_SNAPSHOT_TRAILING_MAX, &v) != 0) {
+                return 2;
+            }
+            cfg.snapshot_trailing = (unsigned)v;
             break;
         case 'h':
             usage(stdout);

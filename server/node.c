@@ -24,6 +24,21 @@ void node_config_defaults(struct node_config *cfg)
     cfg->idle_timeout_ms = CONN_IDLE_TIMEOUT_MS_DEFAULT;
 }
 
+int node_snapshot_check(unsigned threshold, unsigned trailing, struct werr *e)
+{
+    if (threshold != 0 &&
+        (threshold < NODE_SNAPSHOT_THRESHOLD_MIN || threshold > NODE_SNAPSHOT_THRESHOLD_MAX)) {
+        return werr_set(e, WERR_CONFIG, "--snapshot-threshold %u: want %u..%u", threshold,
+                        NODE_SNAPSHOT_THRESHOLD_MIN, NODE_SNAPSHOT_THRESHOLD_MAX);
+    }
+    if (trailing != 0 &&
+        (trailing < NODE_SNAPSHOT_TRAILING_MIN || trailing > NODE_SNAPSHOT_TRAILING_MAX)) {
+        return werr_set(e, WERR_CONFIG, "--snapshot-trailing %u: want %u..%u", trailing,
+                        NODE_SNAPSHOT_TRAILING_MIN, NODE_SNAPSHOT_TRAILING_MAX);
+    }
+    return 0;
+}
+
 static struct node *node_of_host(struct conn_host *h)
 {
     return (struct node *)(void *)((char *)h - offsetof(struct node, host));
@@ -277,6 +292,9 @@ int node_init(struct node *n, uv_loop_t *loop, const struct node_config *cfg,
     }
     int rc;
     struct sockaddr_storage addr;
+    if ((rc = node_snapshot_check(cfg->snapshot_threshold, cfg->snapshot_trailing, e)) != 0) {
+        return rc;
+    }
     if ((rc = resolve_cluster(n, e)) != 0) {
         return rc;
     }
@@ -319,6 +337,8 @@ int node_init(struct node *n, uv_loop_t *loop, const struct node_config *cfg,
     w->cert_file = n->peer_cert_path;
     w->key_file = n->peer_key_path;
     w->election_timeout_ms = cfg->election_timeout_ms;
+    w->snapshot_threshold = cfg->snapshot_threshold;
+    w->snapshot_trailing = cfg->snapshot_trailing;
     w->on_fatal = raft_fatal_cb;
     w->on_fatal_arg = n;
     rc = wnode_start(&n->wn, w, e);
@@ -606,10 +626,17 @@ int node_start(struct node *n, struct werr *e)
          "max_msg_bytes", maxm, NULL);
     char id[16];
     snprintf(id, sizeof id, "%u", n->id);
+    char snap_th[16], snap_tr[16];
+    snprintf(snap_th, sizeof snap_th, "%u",
+             n->wcfg.snapshot_threshold ? n->wcfg.snapshot_threshold
+                                        : (unsigned)WNODE_SNAPSHOT_THRESHOLD);
+    snprintf(snap_tr, sizeof snap_tr, "%u",
+             n->wcfg.snapshot_trailing ? n->wcfg.snapshot_trailing
+                                       : (unsigned)WNODE_SNAPSHOT_TRAILING);
     wlog(WLOG_INFO, "raft node started", "node_id", id, "client_addr", n->client_addr,
          "peer_addr", n->peer_addr,
          "bootstrap", n->wcfg.bootstrap ? "yes (ignored if the log exists)" : "no",
-         NULL);
+         "snapshot_threshold", snap_th, "snapshot_trailing", snap_tr, NULL);
     if (n->cfg.dev) {
         log_dev_usage(n);
     }

@@ -63,6 +63,23 @@
  * misconfigured peer is retried every second or so, and the transport
  * already logs each refusal with its reason. */
 #define NODE_REFUSED_LOG_MS 10000u
+/* Snapshot policy bounds (--snapshot-threshold, --snapshot-trailing; 0 in
+ * node_config selects WNODE_SNAPSHOT_THRESHOLD / _TRAILING).
+ *  - threshold >= 16: every snapshot copies the whole LMDB env into memory
+ *    and writes it to disk (wfsm_snapshot); a few entries apart, snapshots
+ *    would cost more than the writes they compact. test_consensus_node
+ *    runs at 32, SnapshotTest at 64.
+ *  - threshold <= 1 Mi entries: raft 0.22 keeps every entry since the last
+ *    snapshot in memory and raft_uv reloads them all at start-up; a million
+ *    commands of a few hundred bytes is already hundreds of MiB.
+ *  - trailing 1..1 Mi: entries kept after a snapshot, so a follower that
+ *    far behind catches up from the log instead of a snapshot install. It
+ *    may exceed the threshold (the log then holds up to threshold +
+ *    trailing entries). */
+#define NODE_SNAPSHOT_THRESHOLD_MIN 16u
+#define NODE_SNAPSHOT_THRESHOLD_MAX (1u << 20)
+#define NODE_SNAPSHOT_TRAILING_MIN 1u
+#define NODE_SNAPSHOT_TRAILING_MAX (1u << 20)
 
 struct node_config {
     const char *listen;          /* "ADDR:PORT" or "[V6]:PORT"; port 0 = any */
@@ -82,10 +99,17 @@ struct node_config {
     const char *peer_listen;     /* "a.b.c.d:PORT" or NULL */
     int join;                    /* start empty, wait for AddMember */
     unsigned election_timeout_ms;   /* 0 = WNODE_ELECTION_TIMEOUT_MS */
+    unsigned snapshot_threshold;    /* 0 = WNODE_SNAPSHOT_THRESHOLD */
+    unsigned snapshot_trailing;     /* 0 = WNODE_SNAPSHOT_TRAILING */
 };
 
 /* Fill cfg with the defaults above. */
 void node_config_defaults(struct node_config *cfg);
+
+/* Check a snapshot policy against the NODE_SNAPSHOT_* bounds; 0 stands for
+ * the WNODE_* default and is accepted. Returns 0 or WERR_CONFIG (e names
+ * the flag, the value and the range). node_init calls it too. */
+int node_snapshot_check(unsigned threshold, unsigned trailing, struct werr *e);
 
 enum node_state {
     NODE_INIT,

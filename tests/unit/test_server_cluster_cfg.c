@@ -1,7 +1,9 @@
-/* Tests for server/cluster_cfg.c: --peers, --node-id and address parsing. */
+/* Tests for server/cluster_cfg.c: --peers, --node-id and address parsing;
+ * and the snapshot policy bounds wardend checks (node_snapshot_check). */
 #include <string.h>
 
 #include "server/cluster_cfg.h"
+#include "server/node.h"
 #include "unit.h"
 
 TEST(peers_with_and_without_client)
@@ -106,11 +108,33 @@ TEST(addresses)
     CHECK_EQ_INT(cluster_id_parse("3 ", &id, &e), WERR_CONFIG);
 }
 
+TEST(snapshot_bounds)
+{
+    struct werr e = {0};
+    /* 0 = the WNODE_* default. */
+    CHECK_EQ_INT(node_snapshot_check(0, 0, &e), 0);
+    CHECK_EQ_INT(node_snapshot_check(NODE_SNAPSHOT_THRESHOLD_MIN, NODE_SNAPSHOT_TRAILING_MIN,
+                                     &e), 0);
+    CHECK_EQ_INT(node_snapshot_check(NODE_SNAPSHOT_THRESHOLD_MAX, NODE_SNAPSHOT_TRAILING_MAX,
+                                     &e), 0);
+    CHECK_EQ_INT(node_snapshot_check(64, 16, &e), 0);
+    /* trailing may exceed threshold (documented). */
+    CHECK_EQ_INT(node_snapshot_check(64, 4096, &e), 0);
+    CHECK_EQ_INT(node_snapshot_check(NODE_SNAPSHOT_THRESHOLD_MIN - 1, 0, &e), WERR_CONFIG);
+    CHECK(strstr(e.msg, "--snapshot-threshold") != NULL);
+    CHECK_EQ_INT(node_snapshot_check(NODE_SNAPSHOT_THRESHOLD_MAX + 1, 0, &e), WERR_CONFIG);
+    CHECK_EQ_INT(node_snapshot_check(0, NODE_SNAPSHOT_TRAILING_MAX + 1, &e), WERR_CONFIG);
+    CHECK(strstr(e.msg, "--snapshot-trailing") != NULL);
+    /* The defaults themselves are inside the bounds. */
+    CHECK_EQ_INT(node_snapshot_check(WNODE_SNAPSHOT_THRESHOLD, WNODE_SNAPSHOT_TRAILING, &e), 0);
+}
+
 int main(void)
 {
     RUN(peers_with_and_without_client);
     RUN(peers_refused);
     RUN(peers_cap);
     RUN(addresses);
+    RUN(snapshot_bounds);
     return unit_done();
 }
