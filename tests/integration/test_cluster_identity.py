@@ -63,9 +63,12 @@ GATEWAY = "gateway"
 FLUSH_WAIT_S = 10.0
 BOOT_WAIT_S = 15.0
 CLI_TIMEOUT_S = 60.0
-# Keyed enrolls written by the background writer across the kill, and the
-# bound on one enroll's retries (elections).
-STREAM_WRITES = 40
+# Keyed enrolls written by the background writer: it runs from before the
+# kill until phase 2 is done (at most STREAM_WRITES_MAX, one every
+# STREAM_PAUSE_S), and must have writes acknowledged on both sides of the
+# kill. The bound on one enroll's retries (elections) and per attempt.
+STREAM_WRITES_MAX = 2000
+STREAM_PAUSE_S = 0.01
 STREAM_RETRY_S = 30.0
 STREAM_CALL_S = 3.0
 # Writes the stream must have acknowledged before the kill (bounded wait).
@@ -239,16 +242,22 @@ class ClusterIdentityTest(ct.TestCase):
 
         # ---- a keyed enroll stream through the kill ----
         stream_ids, stream_errs = [], []
+        stream_acked_at = []            # monotonic time of each ack
+        stream_retries = [0]
+        stop = threading.Event()
         acked = threading.Semaphore(0)
 
         def writer():
-            for k in range(STREAM_WRITES):
-                did = "cid-stream-%d-%03d" % (wt.SEED, k)
+            for k in range(STREAM_WRITES_MAX):
+                if stop.is_set():
+                    return
+                did = "cid-stream-%d-%04d" % (wt.SEED, k)
                 deadline = time.monotonic() + STREAM_RETRY_S
                 while True:
                     try:
                         c.call(ENROLL, ct.enroll_req(did, idem=did, gateway=GATEWAY),
-                               timeout=STREAM_CALL_S, process="stream", deadline_s=STREAM_CALL_S * 3)
+                               timeout=STREAM_CALL_S, process="stream",
+                               deadline_s=STREAM_CALL_S * 3)
                         break
                     except grpc.RpcError as ex:
                         # Ambiguous or no leader: retry with the same key.
@@ -256,9 +265,12 @@ class ClusterIdentityTest(ct.TestCase):
                                 or time.monotonic() > deadline):
                             stream_errs.append((did, ex.code().name, ex.details()))
                             return
+                        stream_retries[0] += 1
                         time.sleep(0.1)
                 stream_ids.append(did)
+                stream_acked_at.append(time.monotonic())
                 acked.release()
+                time.sleep(STREAM_PAUSE_S)
 
         th = threading.Thread(target=writer, daemon=True)
         th.start()
@@ -297,10 +309,13 @@ class ClusterIdentityTest(ct.TestCase):
             self.assertRpcError(SC.PERMISSION_DENIED, self.call, ROTKEY,
                                 ctl.RotateCommandKeyRequest(key_id="nope2"), role="gateway",
                                 node=leader)
+        stop.set()
         th.join(timeout=STREAM_RETRY_S * 2)
         self.assertFalse(th.is_alive(), "stream writer still running")
         self.assertEqual(stream_errs, [])
-        self.assertEqual(len(stream_ids), STREAM_WRITES)
+        after_kill = sum(1 for t in stream_acked_at if t > t_kill)
+        self.assertGreater(after_kill, 0, "no stream write acknowledged after the kill")
+        self.assertLess(after_kill, len(stream_ids), "no stream write before the kill")
         self.wait_ledger(leader, lambda e: (e.action == A.AUDIT_ACTION_AUTHZ_DENIAL
                                             and e.target == ROTKEY
                                             and e.principal_name == "gateway"), FLUSH_WAIT_S)
@@ -361,10 +376,11 @@ class ClusterIdentityTest(ct.TestCase):
             self.assertEqual([x["entry_hash"] for x in lines[1:]],
                              [e.entry_hash.hex() for e in es], "export via n%d" % nd.id)
         print("\n  identity: %d ledger entries identical on n%s (applied %d); new leader "
-              "n%d elected %.2fs after kill -9 of n%d; %d keyed enrolls through the kill; "
-              "command seq %d -> %d; total %.1fs"
+              "n%d elected %.2fs after kill -9 of n%d; %d keyed enrolls (%d acked after the "
+              "kill, %d retries); command seq %d -> %d; total %.1fs"
               % (H, sorted(heads), ref.applied_index, leader.id, t_elected, old.id,
-                 len(stream_ids), s, c2.seq, time.monotonic() - t_start), file=sys.stderr)
+                 len(stream_ids), after_kill, stream_retries[0], s, c2.seq,
+                 time.monotonic() - t_start), file=sys.stderr)
 
     def submit_on(self, nd, req):
         return self.call(SUBMIT, req, role="gateway", node=nd, first_attempt_only=True)
