@@ -1,5 +1,7 @@
 #include "args.h"
 
+#include "manifest.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
@@ -233,11 +235,21 @@ enum flag_id {
     F_FROM, F_TO, F_MAX, F_ENV_HEX, F_ENV_FILE, F_SIG_HEX, F_CPK_HEX,
     F_CPK_FILE, F_DEVICE, F_KEY_EPOCH, F_LAST_SEQ, F_COUNTER, F_PAYLOAD_HEX,
     F_PAYLOAD_FILE, F_KEY_ID, F_REASON, F_PRIV_FILE, F_BATCH_SIZE,
+    /* issues 5 and 6 */
+    F_SELECTOR, F_PURPOSE, F_APPROVALS, F_REVIEWER_ROLES, F_MAX_DURATION,
+    F_MAX_USES, F_PENDING_TTL, F_LOCK_LAG, F_RETENTION, F_PROTOCOL, F_PORT,
+    F_COMMAND_CLASS, F_DURATION, F_MAX_SESSIONS, F_COMMENT, F_PRINCIPAL,
+    F_REVISION, F_EXPIRES, F_FROM_REVISION, F_VERSION, F_ARTIFACT_SHA,
+    F_ARTIFACT_SIZE, F_MANIFEST_FILE, F_ROLLBACK_OF, F_RELEASE, F_STAGE,
+    F_MIN_REPORTED, F_SUCCESS_RATIO, F_FAILURE_RATIO, F_DEVICE_TIMEOUT, F_BAKE,
+    F_MANUAL, F_NAME, F_ROLLBACK, F_FORCE, F_PHASE, F_DETAIL, F_ROLLOUT,
+    F_RELEASE_COUNTER,
 };
 
 int cli_cmd_offline(enum cli_cmd cmd)
 {
-    return cmd == CLI_CMD_AUDIT_VERIFY || cmd == CLI_CMD_VERIFY_COMMAND;
+    return cmd == CLI_CMD_AUDIT_VERIFY || cmd == CLI_CMD_VERIFY_COMMAND ||
+           cmd == CLI_CMD_ROLLOUT_RELEASE_MANIFEST;
 }
 
 /* Which commands accept a command flag; global flags have mask 0. */
@@ -257,6 +269,35 @@ int cli_cmd_offline(enum cli_cmd cmd)
     (M_ENROLL | M(CLI_CMD_DEVICE_STATE) | M_REENROLL |                     \
      M(CLI_CMD_DEVICE_REBIND) | M_ROTKEY | M(CLI_CMD_DEVICE_ENROLL_BATCH) | \
      M_CISSUE)
+/* issue 5 */
+#define M_APSET M(CLI_CMD_ACCESS_POLICY_SET)
+#define M_AREQ M(CLI_CMD_ACCESS_REQUEST)
+#define M_AREVIEW (M(CLI_CMD_ACCESS_APPROVE) | M(CLI_CMD_ACCESS_DENY))
+#define M_ACHECK M(CLI_CMD_ACCESS_CHECK)
+#define M_AREVOKE M(CLI_CMD_ACCESS_REVOKE)
+#define M_AGRANTS M(CLI_CMD_ACCESS_GRANTS)
+#define M_ALOCK M(CLI_CMD_ACCESS_LOCK)
+#define M_AUNLOCK M(CLI_CMD_ACCESS_UNLOCK)
+#define M_AWATCH M(CLI_CMD_ACCESS_WATCH)
+#define M_ACC_KEYED                                                       \
+    (M_APSET | M_AREQ | M_AREVIEW | M_ACHECK | M_AREVOKE | M_ALOCK | M_AUNLOCK)
+/* issue 6 */
+#define M_KREG M(CLI_CMD_ROLLOUT_KEY_REGISTER)
+#define M_KREV M(CLI_CMD_ROLLOUT_KEY_REVOKE)
+#define M_RCREATE M(CLI_CMD_ROLLOUT_RELEASE_CREATE)
+#define M_RMANIFEST M(CLI_CMD_ROLLOUT_RELEASE_MANIFEST)
+#define M_RGET M(CLI_CMD_ROLLOUT_RELEASE_GET)
+#define M_OCREATE M(CLI_CMD_ROLLOUT_CREATE)
+#define M_OABORT M(CLI_CMD_ROLLOUT_ABORT)
+#define M_OTRANS                                                          \
+    (M(CLI_CMD_ROLLOUT_START) | M(CLI_CMD_ROLLOUT_PAUSE) |               \
+     M(CLI_CMD_ROLLOUT_RESUME) | M(CLI_CMD_ROLLOUT_ADVANCE) | M_OABORT)
+#define M_OSTATUS M(CLI_CMD_ROLLOUT_STATUS)
+#define M_ODESIRED M(CLI_CMD_ROLLOUT_DESIRED)
+#define M_OREPORT M(CLI_CMD_ROLLOUT_REPORT)
+#define M_RO_KEYED (M_KREG | M_KREV | M_RCREATE | M_OCREATE | M_OTRANS | M_ODESIRED)
+/* Commands that sign with a key or send a signature as given. */
+#define M_SIGNS (M_RCREATE | M_OABORT | M_OREPORT)
 _Static_assert(CLI_CMD_COUNT_ <= 64, "flag masks are 64-bit");
 
 struct flag {
@@ -279,41 +320,85 @@ static const struct flag flags[] = {
     {"service", F_SERVICE, 1, M_HEALTH},
     {"id", F_ID, 1, M_ENROLL},
     {"key-alg", F_KEY_ALG, 1, M_ENROLL | M_REENROLL | M_ROTKEY},
-    {"public-key-hex", F_PK_HEX, 1, M_ENROLL | M_REENROLL | M_ROTKEY},
-    {"public-key-file", F_PK_FILE, 1, M_ENROLL | M_REENROLL | M_ROTKEY},
+    {"public-key-hex", F_PK_HEX, 1, M_ENROLL | M_REENROLL | M_ROTKEY | M_KREG},
+    {"public-key-file", F_PK_FILE, 1, M_ENROLL | M_REENROLL | M_ROTKEY | M_KREG},
     {"attestation-digest", F_ATTEST, 1, M_ENROLL | M_REENROLL},
-    {"model", F_MODEL, 1, M_ENROLL},
+    {"model", F_MODEL, 1, M_ENROLL | M_RMANIFEST | M_OCREATE},
     {"firmware", F_FIRMWARE, 1, M_ENROLL | M_LIST},
-    {"gateway", F_GATEWAY, 1, M_ENROLL | M_LIST},
+    {"gateway", F_GATEWAY, 1, M_ENROLL | M_LIST | M_ALOCK | M_AWATCH | M_OCREATE},
     {"label", F_LABEL, 1, M_ENROLL | M_LIST},
-    {"idempotency-key", F_IDEM, 1, M_KEYED},
-    {"serializable", F_SERIALIZABLE, 0, M_GET | M_LIST},
-    {"state", F_STATE, 1, M_LIST},
-    {"page-size", F_PAGE_SIZE, 1, M_LIST},
-    {"page-token", F_PAGE_TOKEN, 1, M_LIST},
-    {"all", F_ALL, 0, M_LIST},
+    {"idempotency-key", F_IDEM, 1, M_KEYED | M_ACC_KEYED | M_RO_KEYED},
+    {"serializable", F_SERIALIZABLE, 0, M_GET | M_LIST | M_AGRANTS | M_RGET | M_OSTATUS},
+    {"state", F_STATE, 1, M_LIST | M_AGRANTS},
+    {"page-size", F_PAGE_SIZE, 1, M_LIST | M_AGRANTS},
+    {"page-token", F_PAGE_TOKEN, 1, M_LIST | M_AGRANTS},
+    {"all", F_ALL, 0, M_LIST | M_AGRANTS | M_ALOCK},
     {"spare-only", F_SPARE_ONLY, 0, M_CADD},
     {"verbose", F_VERBOSE, 0, 0},
     {"from", F_FROM, 1,
      M(CLI_CMD_AUDIT_READ) | M(CLI_CMD_AUDIT_TAIL) | M(CLI_CMD_AUDIT_EXPORT)},
     {"to", F_TO, 1, M(CLI_CMD_AUDIT_EXPORT)},
-    {"max", F_MAX, 1, M(CLI_CMD_AUDIT_READ) | M(CLI_CMD_AUDIT_TAIL)},
+    {"max", F_MAX, 1, M(CLI_CMD_AUDIT_READ) | M(CLI_CMD_AUDIT_TAIL) | M_AWATCH},
     {"envelope-hex", F_ENV_HEX, 1, M_VCMD},
     {"envelope-file", F_ENV_FILE, 1, M_VCMD},
-    {"signature-hex", F_SIG_HEX, 1, M_VCMD | M_TLM},
+    {"signature-hex", F_SIG_HEX, 1, M_VCMD | M_TLM | M_SIGNS},
     {"pubkey-hex", F_CPK_HEX, 1, M_VCMD},
     {"pubkey-file", F_CPK_FILE, 1, M_VCMD},
-    {"device", F_DEVICE, 1, M_VCMD},
-    {"key-epoch", F_KEY_EPOCH, 1, M_VCMD | M_TLM},
+    {"device", F_DEVICE, 1, M_VCMD | M_AREQ | M_ACHECK | M_AGRANTS | M_ALOCK},
+    {"key-epoch", F_KEY_EPOCH, 1, M_VCMD | M_TLM | M_OREPORT},
     {"last-seq", F_LAST_SEQ, 1, M_VCMD},
-    {"counter", F_COUNTER, 1, M_TLM},
+    {"counter", F_COUNTER, 1, M_TLM | M_RMANIFEST | M_OREPORT},
     {"payload-hex", F_PAYLOAD_HEX, 1, M_TLM | M_CISSUE},
     {"payload-file", F_PAYLOAD_FILE, 1, M_TLM | M_CISSUE},
     {"key-id", F_KEY_ID, 1,
-     M(CLI_CMD_CONTROL_KEY_GET) | M(CLI_CMD_CONTROL_KEY_ROTATE)},
-    {"reason", F_REASON, 1, M(CLI_CMD_DEVICE_STATE)},
-    {"private-key-file", F_PRIV_FILE, 1, M_ROTKEY | M_TLM},
+     M(CLI_CMD_CONTROL_KEY_GET) | M(CLI_CMD_CONTROL_KEY_ROTATE) | M_RCREATE |
+         M_OABORT},
+    {"reason", F_REASON, 1,
+     M(CLI_CMD_DEVICE_STATE) | M_AREVOKE | M_ALOCK | M_AUNLOCK | M_KREV |
+         M_RCREATE | M_OTRANS},
+    {"private-key-file", F_PRIV_FILE, 1, M_ROTKEY | M_TLM | M_SIGNS},
     {"batch-size", F_BATCH_SIZE, 1, M(CLI_CMD_DEVICE_ENROLL_BATCH)},
+    /* issue 5: access */
+    {"selector", F_SELECTOR, 1, M_AREQ | M_ALOCK | M_OCREATE},
+    {"purpose", F_PURPOSE, 1, M_APSET | M_AREQ},
+    {"approvals", F_APPROVALS, 1, M_APSET},
+    {"reviewer-roles", F_REVIEWER_ROLES, 1, M_APSET},
+    {"max-duration", F_MAX_DURATION, 1, M_APSET},
+    {"max-uses", F_MAX_USES, 1, M_APSET},
+    {"pending-ttl", F_PENDING_TTL, 1, M_APSET},
+    {"lock-view-max-lag", F_LOCK_LAG, 1, M_APSET},
+    {"revlog-retention", F_RETENTION, 1, M_APSET},
+    {"protocol", F_PROTOCOL, 1, M_AREQ | M_ACHECK},
+    {"port", F_PORT, 1, M_AREQ | M_ACHECK},
+    {"command-class", F_COMMAND_CLASS, 1, M_AREQ | M_ACHECK},
+    {"duration", F_DURATION, 1, M_AREQ},
+    {"max-sessions", F_MAX_SESSIONS, 1, M_AREQ},
+    {"comment", F_COMMENT, 1, M_AREVIEW},
+    {"principal", F_PRINCIPAL, 1, M_ACHECK | M_AGRANTS | M_ALOCK},
+    {"revision", F_REVISION, 1, M_ACHECK},
+    {"expires", F_EXPIRES, 1, M_ALOCK},
+    {"from-revision", F_FROM_REVISION, 1, M_AWATCH},
+    /* issue 6: rollouts */
+    {"version", F_VERSION, 1, M_RMANIFEST},
+    {"artifact-sha256", F_ARTIFACT_SHA, 1, M_RMANIFEST},
+    {"artifact-size", F_ARTIFACT_SIZE, 1, M_RMANIFEST},
+    {"manifest-file", F_MANIFEST_FILE, 1, M_RCREATE | M_OABORT},
+    {"rollback-of", F_ROLLBACK_OF, 1, M_RCREATE},
+    {"release", F_RELEASE, 1, M_OCREATE},
+    {"stage", F_STAGE, 1, M_OCREATE},
+    {"min-reported", F_MIN_REPORTED, 1, M_OCREATE},
+    {"success-ratio", F_SUCCESS_RATIO, 1, M_OCREATE},
+    {"failure-ratio", F_FAILURE_RATIO, 1, M_OCREATE},
+    {"device-timeout", F_DEVICE_TIMEOUT, 1, M_OCREATE},
+    {"bake", F_BAKE, 1, M_OCREATE},
+    {"manual", F_MANUAL, 0, M_OCREATE},
+    {"name", F_NAME, 1, M_OCREATE},
+    {"rollback", F_ROLLBACK, 0, M_OABORT},
+    {"force", F_FORCE, 0, M(CLI_CMD_ROLLOUT_ADVANCE)},
+    {"phase", F_PHASE, 1, M_OREPORT},
+    {"detail", F_DETAIL, 1, M_OREPORT},
+    {"rollout", F_ROLLOUT, 1, M_OREPORT},
+    {"release-counter", F_RELEASE_COUNTER, 1, M_OREPORT},
 };
 
 int cli_u64_parse(const char *s, uint64_t *out)
@@ -463,6 +548,223 @@ static int join_path(char *buf, const char *dir, const char *name,
     return 0;
 }
 
+
+/* Free text the server audits (reasons, comments, details): at most
+ * CLI_TEXT_MAX bytes. */
+static int text_flag(const char *name, const char *v, struct werr *e)
+{
+    if (strlen(v) > CLI_TEXT_MAX) {
+        return werr_set(e, WERR_INVALID, "--%s: longer than %d bytes", name,
+                        CLI_TEXT_MAX);
+    }
+    return 0;
+}
+
+/* A number lo..hi for a u32 flag. */
+static int u32_flag(const char *name, const char *v, uint32_t lo, uint32_t hi,
+                    uint32_t *out, struct werr *e)
+{
+    uint64_t n = 0;
+    if (cli_u64_parse(v, &n) != 0 || n < lo || n > hi) {
+        return werr_set(e, WERR_INVALID, "--%s \"%s\": want %u..%u", name, v,
+                        (unsigned)lo, (unsigned)hi);
+    }
+    *out = (uint32_t)n;
+    return 0;
+}
+
+/* A duration lo..hi for a flag, with the bounds in the message. */
+static int dur_flag(const char *name, const char *v, uint64_t lo, uint64_t hi,
+                    uint64_t *out, struct werr *e)
+{
+    if (cli_duration_parse(v, lo, hi, out) != 0) {
+        char a[CLI_DURATION_FMT_MAX], b[CLI_DURATION_FMT_MAX];
+        return werr_set(e, WERR_INVALID,
+                        "--%s \"%s\": want a duration %s..%s (ms, s, m or h)", name,
+                        v, cli_duration_fmt(lo, a), cli_duration_fmt(hi, b));
+    }
+    return 0;
+}
+
+static int ratio_flag(const char *name, const char *v, uint32_t *bp, int *has,
+                      struct werr *e)
+{
+    if (cli_ratio_parse(v, bp) != 0) {
+        return werr_set(e, WERR_INVALID,
+                        "--%s \"%s\": want a ratio such as 95%%, 0.95 or 9500bp",
+                        name, v);
+    }
+    *has = 1;
+    return 0;
+}
+
+/* The flags of the access and rollout commands. */
+static int apply_ops_flag(struct cli_args *a, const struct flag *f, const char *v,
+                          struct werr *e)
+{
+    int rc;
+    switch (f->id) {
+    case F_SELECTOR:
+        if (a->n_selector == CLI_SELECTOR_MAX) {
+            return werr_set(e, WERR_INVALID, "--selector: more than %d labels",
+                            CLI_SELECTOR_MAX);
+        }
+        if (cli_label_parse(v, &a->selector[a->n_selector], e) != 0) {
+            e->code = WERR_INVALID;
+            return WERR_INVALID;
+        }
+        a->n_selector++;
+        return 0;
+    case F_PURPOSE:
+        rc = cli_purpose_parse(v);
+        if (rc < 0) {
+            return werr_set(e, WERR_INVALID,
+                            "--purpose \"%s\": want maintenance, diagnostics, "
+                            "incident or update", v);
+        }
+        a->purpose = rc;
+        return 0;
+    case F_APPROVALS:
+        return u32_flag(f->name, v, 1, CLI_ACC_APPROVALS_MAX, &a->approvals, e);
+    case F_REVIEWER_ROLES:
+        if (cli_roles_parse(v, &a->reviewer_roles) != 0) {
+            return werr_set(e, WERR_INVALID,
+                            "--reviewer-roles \"%s\": want a list of admin, "
+                            "operator, auditor (comma-separated, no repeats)", v);
+        }
+        return 0;
+    case F_MAX_DURATION:
+        return dur_flag(f->name, v, CLI_ACC_DURATION_MIN_MS, CLI_ACC_DURATION_MAX_MS,
+                        &a->max_duration_ms, e);
+    case F_PENDING_TTL:
+        return dur_flag(f->name, v, CLI_ACC_TTL_MIN_MS, CLI_ACC_DURATION_MAX_MS,
+                        &a->pending_ttl_ms, e);
+    case F_MAX_USES:
+        return u32_flag(f->name, v, 1, CLI_ACC_USES_MAX, &a->max_uses, e);
+    case F_LOCK_LAG:
+        return u64_flag(f->name, v, &a->lock_view_max_lag,
+                        &a->has_lock_view_max_lag, e);
+    case F_RETENTION:
+        return u64_flag(f->name, v, &a->revlog_retention, &a->has_revlog_retention,
+                        e);
+    case F_PROTOCOL:
+        if (a->n_protocols == CLI_ACC_PROTOCOLS_MAX) {
+            return werr_set(e, WERR_INVALID, "--protocol: more than %d protocols",
+                            CLI_ACC_PROTOCOLS_MAX);
+        }
+        if (v[0] == '\0') {
+            return werr_set(e, WERR_INVALID, "--protocol: empty");
+        }
+        a->protocols[a->n_protocols++] = v;
+        return 0;
+    case F_PORT:
+        if (a->n_ports == CLI_ACC_PORTS_MAX) {
+            return werr_set(e, WERR_INVALID, "--port: more than %d ports",
+                            CLI_ACC_PORTS_MAX);
+        }
+        return u32_flag(f->name, v, 1, 65535, &a->ports[a->n_ports++], e);
+    case F_COMMAND_CLASS:
+        a->command_class = v;
+        return 0;
+    case F_DURATION:
+        return dur_flag(f->name, v, CLI_ACC_DURATION_MIN_MS, CLI_ACC_DURATION_MAX_MS,
+                        &a->duration_ms, e);
+    case F_MAX_SESSIONS:
+        return u32_flag(f->name, v, 1, CLI_ACC_USES_MAX, &a->max_sessions, e);
+    case F_COMMENT:
+        a->comment = v;
+        return text_flag(f->name, v, e);
+    case F_PRINCIPAL:
+        if (v[0] == '\0') {
+            return werr_set(e, WERR_INVALID, "--principal: empty");
+        }
+        a->principal = v;
+        return 0;
+    case F_REVISION:
+        return u64_flag(f->name, v, &a->revision, &a->has_revision, e);
+    case F_EXPIRES:
+        return dur_flag(f->name, v, 1000, CLI_DURATION_MAX_MS, &a->expires_in_ms, e);
+    case F_FROM_REVISION:
+        return u64_flag(f->name, v, &a->from_revision, &a->has_from_revision, e);
+    case F_VERSION:
+        a->version = v;
+        return 0;
+    case F_ARTIFACT_SHA:
+        a->artifact_sha256_hex = v;
+        return 0;
+    case F_ARTIFACT_SIZE:
+        return u64_flag(f->name, v, &a->artifact_size, NULL, e);
+    case F_MANIFEST_FILE:
+        a->manifest_file = v;
+        return 0;
+    case F_ROLLBACK_OF:
+        if (cli_u64_parse(v, &a->rollback_of) != 0 || a->rollback_of == 0) {
+            return werr_set(e, WERR_INVALID, "--rollback-of \"%s\": want a release ID",
+                            v);
+        }
+        return 0;
+    case F_RELEASE:
+        if (cli_u64_parse(v, &a->release_id) != 0 || a->release_id == 0) {
+            return werr_set(e, WERR_INVALID, "--release \"%s\": want a release ID", v);
+        }
+        return 0;
+    case F_STAGE:
+        if (a->n_stages == CLI_STAGES_MAX) {
+            return werr_set(e, WERR_INVALID, "--stage: more than %d stages",
+                            CLI_STAGES_MAX);
+        }
+        return cli_stage_parse(v, &a->stages[a->n_stages++], e);
+    case F_MIN_REPORTED:
+        return u32_flag(f->name, v, 0, UINT32_MAX, &a->min_reported, e);
+    case F_SUCCESS_RATIO:
+        return ratio_flag(f->name, v, &a->success_bp, &a->has_success, e);
+    case F_FAILURE_RATIO:
+        return ratio_flag(f->name, v, &a->failure_bp, &a->has_failure, e);
+    case F_DEVICE_TIMEOUT:
+        return dur_flag(f->name, v, 1000, CLI_DURATION_MAX_MS, &a->device_timeout_ms,
+                        e);
+    case F_BAKE:
+        return dur_flag(f->name, v, 0, CLI_DURATION_MAX_MS, &a->bake_ms, e);
+    case F_MANUAL:
+        a->manual = 1;
+        return 0;
+    case F_NAME:
+        if (strlen(v) > CLI_ROLLOUT_NAME_MAX) {
+            return werr_set(e, WERR_INVALID, "--name: longer than %d bytes",
+                            CLI_ROLLOUT_NAME_MAX);
+        }
+        a->name = v;
+        return 0;
+    case F_ROLLBACK:
+        a->rollback = 1;
+        return 0;
+    case F_FORCE:
+        a->force = 1;
+        return 0;
+    case F_PHASE:
+        rc = cli_phase_parse(v);
+        if (rc < 0) {
+            return werr_set(e, WERR_INVALID,
+                            "--phase \"%s\": want downloading, installing, "
+                            "succeeded, failed, rolled_back or rejected", v);
+        }
+        a->phase = rc;
+        return 0;
+    case F_DETAIL:
+        a->detail = v;
+        return text_flag(f->name, v, e);
+    case F_ROLLOUT:
+        if (cli_u64_parse(v, &a->rollout_ref) != 0 || a->rollout_ref == 0) {
+            return werr_set(e, WERR_INVALID, "--rollout \"%s\": want a rollout ID", v);
+        }
+        return 0;
+    case F_RELEASE_COUNTER:
+        return u64_flag(f->name, v, &a->release_counter, &a->has_release_counter, e);
+    default:
+        return werr_set(e, WERR_INTERNAL, "unhandled flag --%s", f->name);
+    }
+}
+
 static int apply_flag(struct cli_args *a, const struct flag *f, const char *v,
                       struct werr *e)
 {
@@ -539,6 +841,13 @@ static int apply_flag(struct cli_args *a, const struct flag *f, const char *v,
     }
     case F_MODEL:
         a->model = v;
+        if (a->cmd == CLI_CMD_ROLLOUT_RELEASE_MANIFEST) {
+            if (a->n_models == CLI_MODELS_MAX) {
+                return werr_set(e, WERR_INVALID, "--model: more than %d models",
+                                CLI_MODELS_MAX);
+            }
+            a->models[a->n_models++] = v;
+        }
         return 0;
     case F_FIRMWARE:
         a->firmware = v;
@@ -565,6 +874,16 @@ static int apply_flag(struct cli_args *a, const struct flag *f, const char *v,
         a->serializable = 1;
         return 0;
     case F_STATE:
+        if (a->cmd == CLI_CMD_ACCESS_GRANTS) {
+            rc = cli_grant_state_parse(v);
+            if (rc < 0) {
+                return werr_set(e, WERR_INVALID,
+                                "--state \"%s\": want active, expired, exhausted "
+                                "or revoked", v);
+            }
+            a->grant_state = rc;
+            return 0;
+        }
         rc = cli_state_parse(v);
         if (rc < 0) {
             return werr_set(e, WERR_INVALID,
@@ -623,6 +942,16 @@ static int apply_flag(struct cli_args *a, const struct flag *f, const char *v,
         return 0;
     case F_DEVICE:
         a->expect_device = v;
+        if (a->cmd != CLI_CMD_VERIFY_COMMAND) {
+            if (v[0] == '\0') {
+                return werr_set(e, WERR_INVALID, "--device: empty device ID");
+            }
+            if (a->n_devices == CLI_ACC_DEVICES_MAX) {
+                return werr_set(e, WERR_INVALID, "--device: more than %d devices",
+                                CLI_ACC_DEVICES_MAX);
+            }
+            a->devices[a->n_devices++] = v;
+        }
         return 0;
     case F_KEY_EPOCH:
         return u64_flag(f->name, v, &a->key_epoch, &a->has_key_epoch, e);
@@ -642,7 +971,7 @@ static int apply_flag(struct cli_args *a, const struct flag *f, const char *v,
         return 0;
     case F_REASON:
         a->reason = v;
-        return 0;
+        return text_flag(f->name, v, e);
     case F_PRIV_FILE:
         a->private_key_file = v;
         return 0;
@@ -655,8 +984,9 @@ static int apply_flag(struct cli_args *a, const struct flag *f, const char *v,
         a->batch_size = (uint32_t)n;
         return 0;
     }
+    default:
+        return apply_ops_flag(a, f, v, e);
     }
-    return werr_set(e, WERR_INTERNAL, "unhandled flag");
 }
 
 static const struct flag *find_flag(const char *name, size_t len)
@@ -700,6 +1030,211 @@ static int finish_tls(struct cli_args *a, struct werr *e)
                         "need --ca, --cert and --key, or --dev-certs DIR --role R");
     }
     return 0;
+}
+
+
+/* Exactly one of --signature-hex and --private-key-file (what signs). */
+static int one_signer(const struct cli_args *a, const char *what, struct werr *e)
+{
+    if ((a->signature_hex != NULL) == (a->private_key_file != NULL)) {
+        return werr_set(e, WERR_INVALID,
+                        "%s: give exactly one of --signature-hex and "
+                        "--private-key-file", what);
+    }
+    return 0;
+}
+
+static int need_reason(const struct cli_args *a, const char *what, struct werr *e)
+{
+    if (a->reason == NULL || a->reason[0] == '\0') {
+        return werr_set(e, WERR_INVALID, "%s: --reason is required", what);
+    }
+    return 0;
+}
+
+/* Validation of the access and rollout commands, after every flag. */
+static int finish_ops(struct cli_args *a, struct werr *e)
+{
+    switch (a->cmd) {
+    case CLI_CMD_ACCESS_POLICY_SET: {
+        int rule = a->approvals || a->reviewer_roles || a->max_duration_ms ||
+                   a->max_uses || a->pending_ttl_ms;
+        if (rule && a->purpose == 0) {
+            return werr_set(e, WERR_INVALID,
+                            "access policy set: --purpose says which rule to change");
+        }
+        if (!rule && !a->has_lock_view_max_lag && !a->has_revlog_retention) {
+            return werr_set(e, WERR_INVALID,
+                            "access policy set: nothing to change (--purpose P with "
+                            "--approvals, --reviewer-roles, --max-duration, "
+                            "--max-uses or --pending-ttl; --lock-view-max-lag; "
+                            "--revlog-retention)");
+        }
+        if (a->purpose != 0 && !rule) {
+            return werr_set(e, WERR_INVALID,
+                            "access policy set: --purpose without a value to change");
+        }
+        return 0;
+    }
+    case CLI_CMD_ACCESS_REQUEST:
+        if ((a->n_devices > 0) == (a->n_selector > 0)) {
+            return werr_set(e, WERR_INVALID,
+                            "access request: give --device ID (repeatable) or "
+                            "--selector k=v, not both");
+        }
+        if (a->n_selector > CLI_ACC_SELECTOR_MAX) {
+            return werr_set(e, WERR_INVALID,
+                            "access request: at most %d --selector labels",
+                            CLI_ACC_SELECTOR_MAX);
+        }
+        if (a->purpose == 0) {
+            return werr_set(e, WERR_INVALID, "access request: --purpose is required");
+        }
+        if (a->reason == NULL || a->reason[0] == '\0') {
+            return werr_set(e, WERR_INVALID, "access request: --reason is required");
+        }
+        if (a->n_protocols == 0 && a->command_class == NULL) {
+            return werr_set(e, WERR_INVALID,
+                            "access request: give the scope: --protocol P "
+                            "[--port N]... or --command-class C");
+        }
+        if (a->n_ports > 0 && a->n_protocols == 0) {
+            return werr_set(e, WERR_INVALID,
+                            "access request: --port needs a --protocol");
+        }
+        if (a->duration_ms == 0) {
+            return werr_set(e, WERR_INVALID, "access request: --duration is required");
+        }
+        return 0;
+    case CLI_CMD_ACCESS_CHECK:
+        if (a->principal == NULL || a->n_devices != 1) {
+            return werr_set(e, WERR_INVALID,
+                            "access check: --principal NAME and one --device ID "
+                            "are required");
+        }
+        if (a->command_class != NULL
+                ? (a->n_protocols != 0 || a->n_ports != 0)
+                : (a->n_protocols != 1 || a->n_ports != 1)) {
+            return werr_set(e, WERR_INVALID,
+                            "access check: give --protocol P --port N, or "
+                            "--command-class C");
+        }
+        if (!a->has_revision) {
+            return werr_set(e, WERR_INVALID,
+                            "access check: --revision R (the gateway's revocation "
+                            "view) is required");
+        }
+        return 0;
+    case CLI_CMD_ACCESS_REVOKE:
+        return need_reason(a, "access revoke", e);
+    case CLI_CMD_ACCESS_GRANTS:
+        if (a->n_devices > 1) {
+            return werr_set(e, WERR_INVALID, "access grants: at most one --device");
+        }
+        return 0;
+    case CLI_CMD_ACCESS_LOCK: {
+        int n = (a->n_devices > 0) + (a->principal != NULL) + (a->gateway != NULL) +
+                (a->n_selector > 0) + (a->all != 0);
+        if (n != 1 || a->n_devices > 1) {
+            return werr_set(e, WERR_INVALID,
+                            "access lock: give exactly one target: --device ID, "
+                            "--principal P, --gateway G, --selector k=v... or --all");
+        }
+        if (a->n_selector > CLI_ACC_SELECTOR_MAX) {
+            return werr_set(e, WERR_INVALID, "access lock: at most %d --selector labels",
+                            CLI_ACC_SELECTOR_MAX);
+        }
+        return need_reason(a, "access lock", e);
+    }
+    case CLI_CMD_ACCESS_WATCH:
+        if (!a->has_from_revision) {
+            return werr_set(e, WERR_INVALID,
+                            "access watch: --from-revision R is required (0: from "
+                            "the oldest kept event)");
+        }
+        return 0;
+    case CLI_CMD_ROLLOUT_KEY_REGISTER:
+        a->key_alg = CLI_KEY_ALG_ED25519; /* release keys are Ed25519 */
+        if ((a->public_key_len > 0) == (a->public_key_file != NULL)) {
+            return werr_set(e, WERR_INVALID,
+                            "rollout key register: give exactly one of "
+                            "--public-key-hex and --public-key-file");
+        }
+        if (a->public_key_len > 0 && a->public_key_len != 32) {
+            return werr_set(e, WERR_INVALID,
+                            "rollout key register: an Ed25519 public key is 32 "
+                            "bytes, got %zu", a->public_key_len);
+        }
+        return 0;
+    case CLI_CMD_ROLLOUT_KEY_REVOKE:
+        return need_reason(a, "rollout key revoke", e);
+    case CLI_CMD_ROLLOUT_RELEASE_CREATE:
+        if (a->manifest_file == NULL || a->key_id == NULL) {
+            return werr_set(e, WERR_INVALID,
+                            "rollout release create: --manifest-file and --key-id "
+                            "are required");
+        }
+        if (a->rollback_of != 0 && (a->reason == NULL || a->reason[0] == '\0')) {
+            return werr_set(e, WERR_INVALID,
+                            "rollout release create: --rollback-of needs --reason");
+        }
+        return one_signer(a, "rollout release create", e);
+    case CLI_CMD_ROLLOUT_RELEASE_MANIFEST: {
+        static struct ro_manifest m;
+        if (!a->has_counter) {
+            return werr_set(e, WERR_INVALID,
+                            "rollout release manifest: --counter is required");
+        }
+        return cli_manifest_build(a->version, a->counter, a->artifact_sha256_hex,
+                                  a->artifact_size, a->models, a->n_models, &m, e);
+    }
+    case CLI_CMD_ROLLOUT_CREATE: {
+        if (a->release_id == 0 || a->n_stages == 0) {
+            return werr_set(e, WERR_INVALID,
+                            "rollout create: --release ID and at least one --stage "
+                            "are required");
+        }
+        uint32_t prev = 0;
+        for (size_t i = 0; i < a->n_stages; i++) {
+            uint32_t p = a->stages[i].percent_bp ? a->stages[i].percent_bp : CLI_BP;
+            if (p < prev) {
+                return werr_set(e, WERR_INVALID,
+                                "rollout create: stage %zu covers less than stage "
+                                "%zu (shares are cumulative)", i, i - 1);
+            }
+            prev = p;
+        }
+        return 0;
+    }
+    case CLI_CMD_ROLLOUT_ABORT:
+        if (need_reason(a, "rollout abort", e) != 0) {
+            return WERR_INVALID;
+        }
+        if (a->rollback) {
+            if (a->manifest_file == NULL || a->key_id == NULL) {
+                return werr_set(e, WERR_INVALID,
+                                "rollout abort --rollback: the rollback release "
+                                "needs --manifest-file and --key-id");
+            }
+            return one_signer(a, "rollout abort --rollback", e);
+        }
+        if (a->manifest_file || a->key_id || a->signature_hex || a->private_key_file) {
+            return werr_set(e, WERR_INVALID,
+                            "rollout abort: --manifest-file, --key-id and the "
+                            "signature go with --rollback");
+        }
+        return 0;
+    case CLI_CMD_ROLLOUT_REPORT:
+        if (!a->has_key_epoch || !a->has_counter || a->rollout_ref == 0 ||
+            !a->has_release_counter || a->phase == 0) {
+            return werr_set(e, WERR_INVALID,
+                            "rollout report: --key-epoch, --counter, --rollout, "
+                            "--release-counter and --phase are required");
+        }
+        return one_signer(a, "rollout report", e);
+    default:
+        return 0;
+    }
 }
 
 static int finish_cmd(struct cli_args *a, struct werr *e)
@@ -814,7 +1349,7 @@ static int finish_cmd(struct cli_args *a, struct werr *e)
         }
         return 0;
     default:
-        return 0;
+        return finish_ops(a, e);
     }
 }
 
@@ -1030,6 +1565,152 @@ static int parse_control(struct cli_args *a, const char *const *pos,
     return werr_set(e, WERR_INVALID, "control: want issue or key");
 }
 
+
+/* access policy get|set | request | approve REQ | deny REQ | check | revoke
+ * GRANT | grants | lock | unlock LOCK | watch */
+static int parse_access(struct cli_args *a, const char *const *pos, size_t npos,
+                        size_t *used, struct werr *e)
+{
+    static const char want[] =
+        "want policy, request, approve, deny, check, revoke, grants, lock, "
+        "unlock or watch";
+    const char *sub = npos >= 2 ? pos[1] : "";
+    *used = 2;
+    if (strcmp(sub, "policy") == 0) {
+        const char *op = npos >= 3 ? pos[2] : "";
+        *used = 3;
+        if (strcmp(op, "get") == 0) {
+            a->cmd = CLI_CMD_ACCESS_POLICY_GET;
+        } else if (strcmp(op, "set") == 0) {
+            a->cmd = CLI_CMD_ACCESS_POLICY_SET;
+        } else {
+            return werr_set(e, WERR_INVALID, "access policy: want get or set");
+        }
+        return 0;
+    }
+    static const struct {
+        const char *name;
+        enum cli_cmd cmd;
+        const char *id; /* positional id, or NULL */
+    } subs[] = {
+        {"request", CLI_CMD_ACCESS_REQUEST, NULL},
+        {"approve", CLI_CMD_ACCESS_APPROVE, "request ID"},
+        {"deny", CLI_CMD_ACCESS_DENY, "request ID"},
+        {"check", CLI_CMD_ACCESS_CHECK, NULL},
+        {"revoke", CLI_CMD_ACCESS_REVOKE, "grant ID"},
+        {"grants", CLI_CMD_ACCESS_GRANTS, NULL},
+        {"lock", CLI_CMD_ACCESS_LOCK, NULL},
+        {"unlock", CLI_CMD_ACCESS_UNLOCK, "lock ID"},
+        {"watch", CLI_CMD_ACCESS_WATCH, NULL},
+    };
+    for (size_t i = 0; i < sizeof subs / sizeof subs[0]; i++) {
+        if (strcmp(sub, subs[i].name) == 0) {
+            a->cmd = subs[i].cmd;
+            if (subs[i].id == NULL) {
+                return 0;
+            }
+            char what[32];
+            snprintf(what, sizeof what, "access %s", sub);
+            *used = 3;
+            return need_pos(pos, npos, 2, what, subs[i].id, &a->target, e);
+        }
+    }
+    if (sub[0] == '\0') {
+        return werr_set(e, WERR_INVALID, "access: %s", want);
+    }
+    return werr_set(e, WERR_INVALID, "access: unknown subcommand \"%s\" (%s)", sub,
+                    want);
+}
+
+/* A rollout or release id: decimal >= 1 (ids are log indexes). */
+static int parse_object_id(const char *what, const char *const *pos, size_t npos,
+                           size_t i, uint64_t *out, struct werr *e)
+{
+    const char *s = NULL;
+    if (need_pos(pos, npos, i, what, "ID", &s, e) != 0) {
+        return WERR_INVALID;
+    }
+    if (cli_u64_parse(s, out) != 0 || *out == 0) {
+        return werr_set(e, WERR_INVALID, "%s: ID \"%s\": want a number >= 1", what,
+                        s);
+    }
+    return 0;
+}
+
+/* rollout key register|revoke ID | release create|manifest|get ID | create
+ * | start|pause|resume|advance|abort|status ID | desired|report DEVICE */
+static int parse_rollout(struct cli_args *a, const char *const *pos, size_t npos,
+                         size_t *used, struct werr *e)
+{
+    static const char want[] =
+        "want key, release, create, start, pause, resume, advance, abort, "
+        "status, desired or report";
+    const char *sub = npos >= 2 ? pos[1] : "";
+    const char *op = npos >= 3 ? pos[2] : "";
+    *used = 2;
+    if (strcmp(sub, "key") == 0) {
+        if (strcmp(op, "register") == 0) {
+            a->cmd = CLI_CMD_ROLLOUT_KEY_REGISTER;
+        } else if (strcmp(op, "revoke") == 0) {
+            a->cmd = CLI_CMD_ROLLOUT_KEY_REVOKE;
+        } else {
+            return werr_set(e, WERR_INVALID, "rollout key: want register or revoke");
+        }
+        *used = 4;
+        return need_pos(pos, npos, 3, "rollout key", "key ID", &a->key_id, e);
+    }
+    if (strcmp(sub, "release") == 0) {
+        *used = 3;
+        if (strcmp(op, "create") == 0) {
+            a->cmd = CLI_CMD_ROLLOUT_RELEASE_CREATE;
+            return 0;
+        }
+        if (strcmp(op, "manifest") == 0) {
+            a->cmd = CLI_CMD_ROLLOUT_RELEASE_MANIFEST;
+            return 0;
+        }
+        if (strcmp(op, "get") == 0) {
+            a->cmd = CLI_CMD_ROLLOUT_RELEASE_GET;
+            *used = 4;
+            return parse_object_id("rollout release get", pos, npos, 3,
+                                   &a->object_id, e);
+        }
+        return werr_set(e, WERR_INVALID,
+                        "rollout release: want create, manifest or get");
+    }
+    if (strcmp(sub, "create") == 0) {
+        a->cmd = CLI_CMD_ROLLOUT_CREATE;
+        return 0;
+    }
+    static const struct {
+        const char *name;
+        enum cli_cmd cmd;
+    } by_id[] = {
+        {"start", CLI_CMD_ROLLOUT_START},   {"pause", CLI_CMD_ROLLOUT_PAUSE},
+        {"resume", CLI_CMD_ROLLOUT_RESUME}, {"advance", CLI_CMD_ROLLOUT_ADVANCE},
+        {"abort", CLI_CMD_ROLLOUT_ABORT},   {"status", CLI_CMD_ROLLOUT_STATUS},
+    };
+    char what[32];
+    snprintf(what, sizeof what, "rollout %s", sub);
+    for (size_t i = 0; i < sizeof by_id / sizeof by_id[0]; i++) {
+        if (strcmp(sub, by_id[i].name) == 0) {
+            a->cmd = by_id[i].cmd;
+            *used = 3;
+            return parse_object_id(what, pos, npos, 2, &a->object_id, e);
+        }
+    }
+    if (strcmp(sub, "desired") == 0 || strcmp(sub, "report") == 0) {
+        a->cmd = sub[0] == 'd' ? CLI_CMD_ROLLOUT_DESIRED : CLI_CMD_ROLLOUT_REPORT;
+        *used = 3;
+        return need_pos(pos, npos, 2, what, "DEVICE", &a->device_id, e);
+    }
+    if (sub[0] == '\0') {
+        return werr_set(e, WERR_INVALID, "rollout: %s", want);
+    }
+    return werr_set(e, WERR_INVALID, "rollout: unknown subcommand \"%s\" (%s)", sub,
+                    want);
+}
+
 int cli_args_parse(int argc, char **argv, struct cli_args *a, struct werr *e)
 {
     memset(a, 0, sizeof *a);
@@ -1136,6 +1817,14 @@ int cli_args_parse(int argc, char **argv, struct cli_args *a, struct werr *e)
         used = 1;
     } else if (strcmp(pos[0], "cluster") == 0) {
         if (parse_cluster(a, pos, npos, &used, e) != 0) {
+            return WERR_INVALID;
+        }
+    } else if (strcmp(pos[0], "access") == 0) {
+        if (parse_access(a, pos, npos, &used, e) != 0) {
+            return WERR_INVALID;
+        }
+    } else if (strcmp(pos[0], "rollout") == 0) {
+        if (parse_rollout(a, pos, npos, &used, e) != 0) {
             return WERR_INVALID;
         }
     } else {

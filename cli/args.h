@@ -86,6 +86,33 @@ enum cli_cmd {
     CLI_CMD_DEVICE_ROTATE_KEY,
     CLI_CMD_DEVICE_ENROLL_BATCH,
     CLI_CMD_TELEMETRY_SUBMIT,
+    /* issue 5: access (docs/access.md) */
+    CLI_CMD_ACCESS_POLICY_GET,
+    CLI_CMD_ACCESS_POLICY_SET,
+    CLI_CMD_ACCESS_REQUEST,
+    CLI_CMD_ACCESS_APPROVE,
+    CLI_CMD_ACCESS_DENY,
+    CLI_CMD_ACCESS_CHECK,
+    CLI_CMD_ACCESS_REVOKE,
+    CLI_CMD_ACCESS_GRANTS,
+    CLI_CMD_ACCESS_LOCK,
+    CLI_CMD_ACCESS_UNLOCK,
+    CLI_CMD_ACCESS_WATCH,
+    /* issue 6: rollouts (docs/rollouts.md) */
+    CLI_CMD_ROLLOUT_KEY_REGISTER,
+    CLI_CMD_ROLLOUT_KEY_REVOKE,
+    CLI_CMD_ROLLOUT_RELEASE_CREATE,
+    CLI_CMD_ROLLOUT_RELEASE_MANIFEST, /* offline */
+    CLI_CMD_ROLLOUT_RELEASE_GET,
+    CLI_CMD_ROLLOUT_CREATE,
+    CLI_CMD_ROLLOUT_START,
+    CLI_CMD_ROLLOUT_PAUSE,
+    CLI_CMD_ROLLOUT_RESUME,
+    CLI_CMD_ROLLOUT_ADVANCE,
+    CLI_CMD_ROLLOUT_ABORT,
+    CLI_CMD_ROLLOUT_STATUS,
+    CLI_CMD_ROLLOUT_DESIRED,
+    CLI_CMD_ROLLOUT_REPORT,
     CLI_CMD_COUNT_
 };
 
@@ -108,6 +135,28 @@ struct cli_label {
     char key[CLI_LABEL_KEY_MAX + 1];
     char value[CLI_LABEL_VALUE_MAX + 1];
 };
+
+/* ---- access and rollout bounds (the server's own, access.proto and
+ * rollout.proto, so a mistake is a usage error before a round trip). */
+/* --device targets of one access request. */
+#define CLI_ACC_DEVICES_MAX 32
+/* --selector labels: access requests and locks take 4 (ANDed), rollouts 8. */
+#define CLI_ACC_SELECTOR_MAX 4
+#define CLI_SELECTOR_MAX 8
+/* --protocol and --port entries of an access scope. */
+#define CLI_ACC_PROTOCOLS_MAX 8
+#define CLI_ACC_PORTS_MAX 16
+/* --stage flags (RO_STAGES_MAX). */
+#define CLI_STAGES_MAX 8
+/* --model flags of a manifest (RO_MODELS_MAX). */
+#define CLI_MODELS_MAX 16
+/* Reasons, comments and details: at most this many bytes (the server's
+ * bound for every free text it audits). */
+#define CLI_TEXT_MAX 256
+/* rollout create --name (RO_NAME_MAX). */
+#define CLI_ROLLOUT_NAME_MAX 64
+
+#include "units.h"
 
 struct cli_args {
     enum cli_cmd cmd;
@@ -173,6 +222,62 @@ struct cli_args {
     const char *reason;            /* device state --reason */
     const char *private_key_file;  /* rotate-key, telemetry submit */
     uint32_t batch_size;           /* enroll-batch; 0 = CLI_BATCH_MAX */
+
+    /* issue 5: access. Positional ids (REQ, GRANT, LOCK) go to target. */
+    const char *target;            /* request, grant or lock id */
+    const char *devices[CLI_ACC_DEVICES_MAX]; /* --device, repeated */
+    size_t n_devices;
+    struct cli_label selector[CLI_SELECTOR_MAX]; /* --selector k=v */
+    size_t n_selector;
+    int purpose;                   /* warden.v1.AccessPurpose; 0 = unset */
+    uint32_t approvals;            /* --approvals; 0 = unset */
+    uint32_t reviewer_roles;       /* WROLE_* mask; 0 = unset */
+    uint64_t max_duration_ms, pending_ttl_ms; /* 0 = unset */
+    uint32_t max_uses;             /* 0 = unset */
+    uint64_t lock_view_max_lag, revlog_retention;
+    int has_lock_view_max_lag, has_revlog_retention;
+    const char *protocols[CLI_ACC_PROTOCOLS_MAX];
+    size_t n_protocols;
+    uint32_t ports[CLI_ACC_PORTS_MAX];
+    size_t n_ports;
+    const char *command_class;
+    uint64_t duration_ms;          /* --duration; 0 = unset */
+    uint32_t max_sessions;         /* --max-sessions; 0 = unset */
+    const char *comment;
+    const char *principal;
+    uint64_t revision;             /* check --revision */
+    int has_revision;
+    int grant_state;               /* grants --state; 0 = any */
+    uint64_t expires_in_ms;        /* lock --expires (relative); 0 = none */
+    uint64_t from_revision;        /* watch --from-revision */
+    int has_from_revision;
+
+    /* issue 6: rollouts. Positional ids go to object_id (rollout or
+     * release id) or key_id (release key), device ids to device_id. */
+    uint64_t object_id;
+    const char *version;           /* manifest --version */
+    const char *artifact_sha256_hex;
+    uint64_t artifact_size;
+    const char *models[CLI_MODELS_MAX]; /* manifest --model, repeated */
+    size_t n_models;
+    const char *manifest_file;
+    uint64_t rollback_of;          /* release create --rollback-of */
+    uint64_t release_id;           /* rollout create --release */
+    struct cli_stage stages[CLI_STAGES_MAX];
+    size_t n_stages;
+    uint32_t min_reported;         /* every stage's gates */
+    uint32_t success_bp, failure_bp;
+    int has_success, has_failure;
+    uint64_t device_timeout_ms, bake_ms;
+    int manual;                    /* --manual: no auto advance */
+    const char *name;              /* rollout create --name */
+    int rollback;                  /* abort --rollback */
+    int force;                     /* advance --force */
+    int phase;                     /* report --phase (UpdatePhase) */
+    const char *detail;
+    uint64_t rollout_ref;          /* report --rollout */
+    uint64_t release_counter;      /* report --release-counter */
+    int has_release_counter;
 };
 
 /* Parse argv (argv[0] is skipped). Global flags may appear anywhere.

@@ -1,4 +1,5 @@
 #include "cmd.h"
+#include "cmd_int.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -57,14 +58,7 @@ static void pause_ms(unsigned ms)
  * most 1 + CLI_FOLLOW_HOPS_MAX + CLI_FOLLOW_WAITS_MAX attempts. The error
  * printed is the last attempt's, with the reason the loop stopped when that
  * helps. */
-/* A server-streaming attempt instead of a unary one (audit tail). */
-struct stream_spec {
-    cli_resp_msg_cb cb;
-    void *user;
-    uint64_t timeout_ms;          /* 0: none */
-    volatile sig_atomic_t *stop;
-    const uint64_t *n_received;   /* messages cb has seen so far */
-};
+#define stream_spec cli__stream_spec
 
 static int attempt(struct cli_client *c, const char *path,
                    const ProtobufCMessage *req,
@@ -148,6 +142,20 @@ static int call_ex(const struct cli_args *a, struct cli_client *c,
         }
     }
     return 0;
+}
+
+int cli__report(FILE *err, int code, const char *msg)
+{
+    return report(err, code, msg);
+}
+
+int cli__call(const struct cli_args *a, struct cli_client *c,
+              enum cli_retry_class cls, const char *path,
+              const ProtobufCMessage *req, const ProtobufCMessageDescriptor *desc,
+              ProtobufCMessage **resp, const struct cli__stream_spec *ss,
+              FILE *err)
+{
+    return call_ex(a, c, cls, path, req, desc, resp, ss, err);
 }
 
 static int call(const struct cli_args *a, struct cli_client *c,
@@ -427,6 +435,16 @@ static enum cli_retry_class mut_class(const struct cli_args *a)
 static char *idem(const struct cli_args *a)
 {
     return (char *)(a->idempotency_key ? a->idempotency_key : "");
+}
+
+enum cli_retry_class cli__mut_class(const struct cli_args *a)
+{
+    return mut_class(a);
+}
+
+char *cli__idem(const struct cli_args *a)
+{
+    return idem(a);
 }
 
 /* Print the device a lifecycle call answered with. */
@@ -1390,6 +1408,9 @@ static int cli_cmd_i4_run(const struct cli_args *a, struct cli_client *c,
 
 int cli_cmd_run(const struct cli_args *a, FILE *out, FILE *err)
 {
+    if (a->cmd == CLI_CMD_ROLLOUT_RELEASE_MANIFEST) {
+        return cli__cmd_manifest(a, out, err);
+    }
     if (cli_cmd_offline(a->cmd)) {
         return cli_offline_run(a, out, err);
     }
@@ -1433,7 +1454,14 @@ int cli_cmd_run(const struct cli_args *a, FILE *out, FILE *err)
         rc = cmd_cluster_transfer(a, c, out, err);
         break;
     default:
-        rc = cli_cmd_i4_run(a, c, out, err);
+        if (a->cmd >= CLI_CMD_ACCESS_POLICY_GET && a->cmd <= CLI_CMD_ACCESS_WATCH) {
+            rc = cli__cmd_access(a, c, out, err);
+        } else if (a->cmd >= CLI_CMD_ROLLOUT_KEY_REGISTER &&
+                   a->cmd <= CLI_CMD_ROLLOUT_REPORT) {
+            rc = cli__cmd_rollout(a, c, out, err);
+        } else {
+            rc = cli_cmd_i4_run(a, c, out, err);
+        }
         break;
     }
     cli_client_free(c);

@@ -247,6 +247,17 @@ static void pad(FILE *f, size_t n)
     }
 }
 
+size_t cli__display(const char *s, char *buf, size_t max_chars)
+{
+    return display(s, buf, max_chars);
+}
+
+const char *cli__enum_name(const ProtobufCEnumDescriptor *d, const char *prefix,
+                           int v, int full)
+{
+    return enum_name(d, prefix, v, full);
+}
+
 /* Labels as "k=v,k=v" into buf (cap bytes), truncated safely by display(). */
 static void labels_text(const Warden__V1__Device *d, char *buf, size_t cap)
 {

@@ -75,4 +75,14 @@ const char *cli_state_name(int state, int full);
 const char *cli_key_alg_name(int alg, int full);
 const char *cli_member_role_name(int role, int full);
 
+/* ---- internal to cli/fmt*.c ------------------------------------------------ */
+/* Copy s into buf for display: control bytes become '?', at most max_chars
+ * characters are kept (then "..."), "" becomes "-". buf holds
+ * 4*max_chars + 4 bytes. Returns the display width in characters. */
+size_t cli__display(const char *s, char *buf, size_t max_chars);
+/* Name of enum value v: full ("ACCESS_PURPOSE_INCIDENT") or without prefix
+ * ("INCIDENT"); "UNKNOWN(<n>)" from a static buffer when unknown. */
+const char *cli__enum_name(const ProtobufCEnumDescriptor *d, const char *prefix,
+                           int v, int full);
+
 #endif

@@ -1,0 +1,51 @@
+/* cmd_int.h - internal to cli/cmd*.c: the call loop (leader following,
+ * retries; cli/follow.h) shared by every command file. */
+#ifndef WARDEN_CLI_CMD_INT_H
+#define WARDEN_CLI_CMD_INT_H
+
+#include <signal.h>
+#include <stdio.h>
+
+#include "args.h"
+#include "client.h"
+#include "follow.h"
+
+/* A server-streaming attempt instead of a unary one (audit tail, access
+ * watch). */
+struct cli__stream_spec {
+    cli_resp_msg_cb cb;
+    void *user;
+    uint64_t timeout_ms;          /* 0: none */
+    volatile sig_atomic_t *stop;
+    const uint64_t *n_received;   /* messages cb has seen so far: a stream
+                                   * that delivered some is not restarted */
+};
+
+/* Print "wardenctl: STATUS: msg" on err; returns code. */
+int cli__report(FILE *err, int code, const char *msg);
+
+/* One call with leader following and failover. ss NULL: unary (on OK *resp
+ * is the reply, free it with protobuf_c_message_free_unpacked); else a
+ * server stream. Returns the gRPC status, the error already printed. */
+int cli__call(const struct cli_args *a, struct cli_client *c,
+              enum cli_retry_class cls, const char *path,
+              const ProtobufCMessage *req, const ProtobufCMessageDescriptor *desc,
+              ProtobufCMessage **resp, const struct cli__stream_spec *ss,
+              FILE *err);
+
+/* Retry class of a mutation: keyed (retryable after an ambiguous failure)
+ * when --idempotency-key is given, else unkeyed. */
+enum cli_retry_class cli__mut_class(const struct cli_args *a);
+/* --idempotency-key or "" (protobuf-c wants a non-NULL string). */
+char *cli__idem(const struct cli_args *a);
+
+/* The command families in their own files. Return the gRPC status. */
+int cli__cmd_access(const struct cli_args *a, struct cli_client *c, FILE *out,
+                    FILE *err);
+int cli__cmd_rollout(const struct cli_args *a, struct cli_client *c, FILE *out,
+                     FILE *err);
+/* `rollout release manifest` (offline): the canonical bytes on out. Returns
+ * the exit code (0, or CLI_EXIT_USAGE). */
+int cli__cmd_manifest(const struct cli_args *a, FILE *out, FILE *err);
+
+#endif
