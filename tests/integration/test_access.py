@@ -196,6 +196,7 @@ class AccessTest(wt.TestCase):
                    rule(PU.ACCESS_PURPOSE_INCIDENT, 1),
                    rule(PU.ACCESS_PURPOSE_UPDATE, 1, ttl_ms=PENDING_TTL_MS)],
             lock_view_max_lag=1000000))
+        cls.probe_dev = cls.enroll_s()
         # Pending expiry: asked now, checked by the last test (60 s later).
         cls.exp_dev = cls.enroll_s()
         cls.exp_t0 = time.monotonic()
@@ -306,18 +307,9 @@ class AccessTest(wt.TestCase):
         self.fail("no matching audit entry within %.0fs" % timeout)
 
     def current_rev(self):
-        """The latest revocation revision (a progress message of a fresh
-        admin watch)."""
-        w = Watch(self.chan("admin"), self.rev)
-        try:
-            self.assertTrue(w.wait(lambda w: any(not m.events for _, m in w.msgs)),
-                            w.error)
-            with w.cv:
-                r = [m for _, m in w.msgs if not m.events][0].revision
-        finally:
-            w.close()
-        type(self).rev = max(type(self).rev, r)
-        return r
+        """The latest revocation revision: CheckAccess answers with it (a
+        probe device nobody holds a grant for)."""
+        return self.check(self.probe_dev, key=wt.uid("probe")).revision
 
     def lock(self, kind, value="", selector=(), reason="test lock", role="operator"):
         return self.call(role, "Lock", acc.LockRequest(
@@ -749,6 +741,18 @@ class ClockSkewTest(wt.TestCase):
 
     def _one(self, nid):
         self.lead(nid)
+        # The shift is real: the unshifted node sees the leader's wall clock
+        # ~5 h off (Cluster/Status wall_offset_ms, from the leader's Ticks).
+        shift = self.SHIFTS[nid - 1]
+        want = (-1 if shift[0] == "+" else 1) * int(shift[1:-1]) * 3600 * 1000
+        deadline = time.monotonic() + 10
+        st = None
+        while time.monotonic() < deadline:
+            st = self.c.node(3).status()
+            if st.wall_offset_known and st.leader_id == nid and abs(st.wall_offset_ms - want) < 60000:
+                break
+            time.sleep(0.3)
+        self.assertLess(abs(st.wall_offset_ms - want), 60000, st)
         did = wt.uid("skew")
         self.call("/warden.v1.Inventory/EnrollDevice", inv.EnrollDeviceRequest(
             device_id=did, key_algorithm=inv.KEY_ALGORITHM_ED25519,
