@@ -25,7 +25,7 @@ PATCH_DIR=$(cd "$(dirname "$0")" && pwd)/patches
 
 PKGS="build-essential cmake pkg-config libuv1-dev libnghttp2-dev libssl-dev \
 liblmdb-dev lmdb-utils libprotobuf-c-dev protobuf-c-compiler protobuf-compiler \
-python3-grpcio python3-protobuf python3-h2 nghttp2-client openssl iptables socat faketime \
+python3-grpcio python3-protobuf python3-h2 python3-cryptography nghttp2-client openssl iptables socat faketime \
 autoconf automake libtool liblz4-dev dpkg-dev patch clang libclang-rt-14-dev"
 
 log() { printf 'bootstrap: %s\n' "$*" >&2; }
