@@ -354,7 +354,7 @@ static const struct flag flags[] = {
      M(CLI_CMD_CONTROL_KEY_GET) | M(CLI_CMD_CONTROL_KEY_ROTATE) | M_RCREATE |
          M_OABORT},
     {"reason", F_REASON, 1,
-     M(CLI_CMD_DEVICE_STATE) | M_AREVOKE | M_ALOCK | M_AUNLOCK | M_KREV |
+     M(CLI_CMD_DEVICE_STATE) | M_AREQ | M_AREVOKE | M_ALOCK | M_AUNLOCK | M_KREV |
          M_RCREATE | M_OTRANS},
     {"private-key-file", F_PRIV_FILE, 1, M_ROTKEY | M_TLM | M_SIGNS},
     {"batch-size", F_BATCH_SIZE, 1, M(CLI_CMD_DEVICE_ENROLL_BATCH)},

@@ -660,10 +660,11 @@ static const char *share_text(const Warden__V1__RolloutStage *s, char *buf,
     if (s->max_devices == 0) {
         snprintf(buf, cap, "%s", cli_bp_fmt(s->percent_bp, p));
     } else if (s->percent_bp == 0 || s->percent_bp >= CLI_BP) {
-        snprintf(buf, cap, "%" PRIu32 " devices", s->max_devices);
+        snprintf(buf, cap, "%" PRIu32 " device%s", s->max_devices,
+                 s->max_devices == 1 ? "" : "s");
     } else {
-        snprintf(buf, cap, "%" PRIu32 " devices of %s", s->max_devices,
-                 cli_bp_fmt(s->percent_bp, p));
+        snprintf(buf, cap, "%" PRIu32 " device%s of %s", s->max_devices,
+                 s->max_devices == 1 ? "" : "s", cli_bp_fmt(s->percent_bp, p));
     }
     return buf;
 }
