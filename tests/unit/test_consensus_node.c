@@ -413,6 +413,17 @@ static void poll_cb(uv_timer_t *timer)
         W.step = S_FOLLOWER;
         return;
     case S_FOLLOWER: {
+        /* Under load (ctest -j) an election may have moved leadership since
+         * S_ELECT: re-resolve the leader now, in this loop turn, so the
+         * "follower" really is one when we propose (same thread: no race
+         * between this check and wnode_propose). */
+        unsigned cur = 3;
+        for (unsigned i = 0; i < 3; i++)
+            if (wnode_is_leader(W.nodes[i].n))
+                cur = i;
+        if (cur == 3)
+            return; /* election in progress: poll again */
+        W.leader = cur;
         struct tnode *F = &W.nodes[(W.leader + 1) % 3];
         Warden__V1__Command c;
         Warden__V1__EnrollDeviceRequest r;
