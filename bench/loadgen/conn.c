@@ -106,6 +106,13 @@ void lg_conn_fail(struct lg_conn *c, const char *why)
     if (c->st != LG_C_READY && c->st != LG_C_DRAINING && c->st != LG_C_IDLE) {
         c->ep_idx++;  /* this endpoint is down: try the next one */
     }
+    if (!lg->stopping && lg->leader[0] && strcmp(c->endpoint, lg->leader) == 0 &&
+        strcmp(why, "draining") != 0 && strcmp(why, "run finished") != 0) {
+        /* The leader we were sent to is gone (killed, partitioned): forget
+         * it, rotate through --endpoint, and let the next warden-leader
+         * trailer name its successor. */
+        lg->leader[0] = '\0';
+    }
     while (c->streams) {
         struct lg_stream *s = c->streams;
         unlink_stream(c, s);

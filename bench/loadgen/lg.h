@@ -69,6 +69,7 @@ struct lg_opts {
     struct lg_tmpl_cfg tc;
     unsigned conns, streams;  /* closed loop: conns * streams in flight */
     unsigned active_conns;    /* conns that carry calls (0 = all) */
+    int idle;                 /* --idle: no conn carries calls (storms) */
     double rate;              /* > 0: open loop, calls/s */
     double duration_s, warmup_s;
     uint64_t max_requests;    /* 0 = unbounded (duration still applies) */

@@ -239,7 +239,7 @@ static void usage(void)
 "         [--max-requests N] [--key-size 16] [--value-size 256] [--key-prefix P]\n"
 "         [--read-prefix k] [--keyspace N] [--timeout-ms 10000]\n"
 "         [--connect-timeout-ms 10000] [--connect-rate R] [--active-conns K]\n"
-"         [--no-follow-leader] [--seed S] [--body-hex HEX] [--label L]\n"
+"         [--no-follow-leader] [--seed S] [--body-hex HEX] [--label L] [--idle]\n"
 "         [--out results.json] [--svg plot.svg]\n"
 "templates: health empty etcd-put etcd-range warden-enroll warden-get raw\n");
     exit(2);
@@ -285,7 +285,7 @@ static void parse_args(struct lg_opts *o, int argc, char **argv)
         O_EP = 256, O_CA, O_CERT, O_KEY, O_METHOD, O_TMPL, O_CALL, O_CONNS,
         O_STREAMS, O_RATE, O_DUR, O_WARM, O_MAXREQ, O_KSIZE, O_VSIZE, O_KPFX,
         O_RPFX, O_KSPACE, O_TMO, O_CTMO, O_CRATE, O_ACTIVE, O_NOFOLLOW, O_SEED,
-        O_HEX, O_LABEL, O_OUT, O_SVG,
+        O_HEX, O_LABEL, O_OUT, O_SVG, O_IDLE,
     };
     static const struct option lo[] = {
         {"endpoint", 1, 0, O_EP}, {"cacert", 1, 0, O_CA}, {"cert", 1, 0, O_CERT},
@@ -300,7 +300,7 @@ static void parse_args(struct lg_opts *o, int argc, char **argv)
         {"connect-rate", 1, 0, O_CRATE}, {"active-conns", 1, 0, O_ACTIVE},
         {"no-follow-leader", 0, 0, O_NOFOLLOW}, {"seed", 1, 0, O_SEED},
         {"body-hex", 1, 0, O_HEX}, {"label", 1, 0, O_LABEL}, {"out", 1, 0, O_OUT},
-        {"svg", 1, 0, O_SVG}, {"help", 0, 0, 'h'}, {0, 0, 0, 0},
+        {"svg", 1, 0, O_SVG}, {"idle", 0, 0, O_IDLE}, {"help", 0, 0, 'h'}, {0, 0, 0, 0},
     };
     const char *method = NULL, *tmpl = NULL;
     int c;
@@ -386,6 +386,7 @@ static void parse_args(struct lg_opts *o, int argc, char **argv)
         case O_LABEL: o->label = optarg; break;
         case O_OUT: o->out = optarg; break;
         case O_SVG: o->svg = optarg; break;
+        case O_IDLE: o->idle = 1; break;
         default: usage();
         }
     }
@@ -465,7 +466,7 @@ int main(int argc, char **argv)
         c->idx = i;
         c->fd = -1;
         c->backoff_ms = LG_RECONNECT_MIN_MS;
-        c->active = i < n_act;
+        c->active = !o->idle && i < n_act;
         if (c->active) {
             lg->active[lg->n_active++] = c;
         }
