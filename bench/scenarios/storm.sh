@@ -57,7 +57,7 @@ PEAK_RSS=0
 for ((i = 0; i < HOLD * 2 + 4; i++)); do
     r=$(rss VmRSS || echo 0)
     [ "${r:-0}" -gt "$PEAK_RSS" ] && PEAK_RSS=$r
-    pid_is "$STORM" warden-loadgen || break
+    kill -0 "$STORM" 2>/dev/null || break  # our background job
     sleep 0.5
 done
 wait "$STORM" || true
