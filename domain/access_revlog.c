@@ -90,7 +90,7 @@ int acc__rev_append(struct access *a, struct store_txn *t,
                     const struct dom_ctx *ctx, Warden__V1__RevocationEvent *ev,
                     uint64_t *rev_out, struct werr *e)
 {
-    uint64_t rev;
+    uint64_t rev = 0;
     int rc = acc_revision(a, t, &rev, e);
     if (rc) {
         return rc;
@@ -204,7 +204,7 @@ int acc_revlog_read(struct access *a, struct store_txn *t, const char *gateway,
     if (max > ACC_REVLOG_READ_MAX) {
         max = ACC_REVLOG_READ_MAX;
     }
-    uint64_t latest, first;
+    uint64_t latest = 0, first = 0;
     int rc = acc_revision(a, t, &latest, e);
     if (rc == 0) {
         rc = oldest(a, t, &first, e);
