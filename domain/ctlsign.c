@@ -248,7 +248,7 @@ int ctl_issue(struct inv *inv, struct store_txn *t, const struct dom_ctx *ctx,
     if (rc) {
         return rc;
     }
-    uint64_t seq;
+    uint64_t seq = 0;
     if ((rc = ctl_last_seq(inv, t, req->device_id, &seq, e)) != 0) {
         goto out_key;
     }
