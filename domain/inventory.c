@@ -749,7 +749,7 @@ int inv__counter_get(struct inv *inv, struct store_txn *t, const void *name,
 int inv__counter_add(struct inv *inv, struct store_txn *t, const void *name,
                      size_t nlen, uint64_t delta, struct werr *e)
 {
-    uint64_t n;
+    uint64_t n = 0;
     int rc = inv__counter_get(inv, t, name, nlen, &n, e);
     if (rc) {
         return rc;

@@ -331,7 +331,7 @@ int ro_release_create(struct ro *ro, struct store_txn *t,
     }
     /* Anti-downgrade at the source (Uptane: release counters). */
     for (size_t i = 0; i < m->n_models; i++) {
-        uint64_t hi;
+        uint64_t hi = 0;
         if ((rc = ro_model_counter(ro, t, m->models[i], &hi, e)) != 0) {
             goto out;
         }
