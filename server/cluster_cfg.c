@@ -66,7 +66,7 @@ int cluster_addr_shift(const char *hostport, int delta, char *out, size_t cap,
                        struct werr *e)
 {
     char host[INET_ADDRSTRLEN];
-    unsigned port;
+    unsigned port = 0;
     int rc = cluster_hostport_parse(hostport, 0, host, sizeof host, &port, e);
     if (rc != 0) {
         return rc;
@@ -98,7 +98,7 @@ const struct wnode_peer *cluster_peers_find(const struct wnode_peer *peers,
 static int parse_entry(char *item, struct wnode_peer *p, struct werr *e)
 {
     char host[INET_ADDRSTRLEN];
-    unsigned port;
+    unsigned port = 0;
     char *eq = strchr(item, '=');
     if (eq == NULL) {
         return werr_set(e, WERR_CONFIG, "--peers entry \"%s\": want ID=PEER[/CLIENT]",

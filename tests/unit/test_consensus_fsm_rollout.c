@@ -106,7 +106,8 @@ static int run(struct wfsm *f, const Warden__V1__Command *c,
         return -1000;
     }
     int code = r->code;
-    snprintf(last_msg, sizeof last_msg, "%s", r->msg);
+    if (snprintf(last_msg, sizeof last_msg, "%s", r->msg) < 0)
+        last_msg[0] = 0;
     if (res == NULL) {
         wfsm_result_free(&local);
     }
