@@ -38,6 +38,7 @@ POLL_S = 0.1
 # Per-attempt status RPC bound.
 STATUS_TIMEOUT_S = 1.0
 
+SETPRIV = "/usr/bin/setpriv"   # util-linux
 IP_BASE = 10          # node i -> 127.0.0.(10 + i): 127.0.0.11-15
 GID_BASE = 61000      # node i runs with gid 61000 + 10 + i (net.py matches it)
 
@@ -137,11 +138,14 @@ class Node:
                 self.starts, " --join" if join else "",
                 " faketime" if faketime_file else "", " ".join(cmd))).encode())
             log.flush()
-            gid = self.gid
-            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
-                                         stderr=log, cwd=self.db.dir, env=env,
-                                         preexec_fn=lambda: os.setgid(gid),
-                                         start_new_session=True)
+            # The gid is set by setpriv, not by a preexec_fn: forking a
+            # process with live grpc threads and running Python in the child
+            # deadlocks (grpc's fork handlers wait for its thread pool), so
+            # Popen must be able to vfork+exec.
+            self.proc = subprocess.Popen(
+                [SETPRIV, "--regid", str(self.gid), "--clear-groups", "--"] + cmd,
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=self.db.dir,
+                env=env, start_new_session=True)
             log.close()
             self.starts += 1
             self.paused = False
@@ -252,11 +256,18 @@ class Db:
             nd.wait_up()
 
     def teardown(self):
+        """SIGTERM every node (bounded); a node whose lock is held by a stuck
+        nemesis step is SIGKILLed without it."""
         for nd in self.nodes.values():
-            with contextlib.suppress(Exception):
-                nd.cont()
-            with contextlib.suppress(Exception):
-                nd.stop()
+            if nd.lock.acquire(timeout=NODE_STOP_TIMEOUT_S):
+                try:
+                    with contextlib.suppress(Exception):
+                        nd.cont()
+                    with contextlib.suppress(Exception):
+                        nd.stop()
+                finally:
+                    nd.lock.release()
+        self.kill_all_now()
         self.close_channels()
 
     def kill_all_now(self):

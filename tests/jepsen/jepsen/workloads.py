@@ -32,6 +32,8 @@ SETUP_TRIES = 20
 # Ledger reads: page size (server cap) and a bound on pages per node.
 AUDIT_PAGE = 1000
 AUDIT_PAGES_MAX = 2000
+# Final replays run on this many threads.
+FINAL_THREADS = 8
 # Anomalies listed per kind in results.edn (the count is always complete).
 ANOMALIES_SHOWN = 20
 
@@ -358,21 +360,30 @@ class Freshness:
         for o in ctx.rec.ops:
             if o["f"] == "submit" and o["type"] == "ok" and o["value"][3] == "accepted":
                 acc.setdefault(o["value"][0], set()).add(o["value"][1])
-        cl = C.Client(ctx.db, ctx.rng)
-        proc = ctx.final_process
-        n = 0
+        todo = []
         for dev in sorted(acc):
             hi = max(acc[dev])
-            for c in sorted(acc[dev]):
-                if c <= hi - self.SPAN or n >= ctx.final_max:
-                    continue
-                n += 1
+            todo += [(dev, c) for c in sorted(acc[dev]) if c > hi - self.SPAN]
+        ctx.rng.shuffle(todo)
+        todo = todo[:ctx.final_max]
+        nthreads = FINAL_THREADS
+
+        def replayer(k):
+            cl = C.Client(ctx.db, ctx.rng.__class__(k))
+            proc = ctx.final_process + k
+            for dev, c in todo[k::nthreads]:
                 v = [dev, c, "final"]
                 ctx.rec.add(proc, "invoke", "submit", v)
                 typ, out, err = self.invoke(cl, "submit", v)
                 ctx.rec.add(proc, typ, "submit", out, **({"error": err} if err else {}))
                 if typ == "info":
-                    proc += 1
+                    proc += nthreads
+        ts = [threading.Thread(target=replayer, args=(k,), daemon=True) for k in range(nthreads)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(timeout=C.OP_DEADLINE_S * (len(todo) // nthreads + 2))
+        n = len(todo)
         return {"final-replays": n}
 
     def check(self, ops, state):
