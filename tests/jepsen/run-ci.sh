@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# run-ci.sh - the short Jepsen suite for CI (issue 7): every available
+# workload for ~60 s under partitions and kills, then the negative controls,
+# then a check that no iptables chain and no wardend of ours is left.
+#
+#   WARDEN_BUILD=build tests/jepsen/run-ci.sh        (root: iptables)
+#
+# Bounded: each run has its own `timeout`; the whole suite stays under
+# 6 minutes on a dev box. Exit 0 only if every run is valid, every negative
+# control fails as expected, and nothing is left behind.
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+src=$(cd "$here/../.." && pwd)
+export WARDEN_BUILD=${WARDEN_BUILD:-$src/build}
+J=$here/bin/warden-jepsen
+PY=/usr/bin/python3
+# Per-run bound: 60 s of load + setup, heal, quiet period, final reads, checks.
+RUN_TIMEOUT_S=150
+TIME_LIMIT_S=${JEPSEN_CI_TIME_LIMIT:-60}
+SEED=${JEPSEN_CI_SEED:-$(( $(date +%s) % 1000000 ))}
+
+if [ "$(id -u)" != 0 ]; then
+    echo "run-ci: needs root for iptables partitions; skipping" >&2
+    exit 77
+fi
+if ! command -v iptables >/dev/null; then
+    echo "run-ci: iptables missing (run scripts/bootstrap.sh)" >&2
+    exit 1
+fi
+
+fail=0
+store_root=$here/store
+cleanup() { "$J" --cleanup --store "$store_root" >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+
+for w in ledger counter-freshness; do
+    echo "run-ci: $w, partition+kill, ${TIME_LIMIT_S}s, seed $SEED"
+    timeout -k 10 $RUN_TIMEOUT_S "$J" --workload "$w" --nemesis partition,kill \
+        --time-limit "$TIME_LIMIT_S" --quiet-period 5 --concurrency 8 --seed "$SEED"
+    rc=$?
+    if [ $rc != 0 ]; then
+        echo "run-ci: FAIL $w (exit $rc); store path printed above" >&2
+        fail=1
+    fi
+done
+
+echo "run-ci: negative controls"
+timeout -k 10 $((2 * RUN_TIMEOUT_S)) $PY "$here/tests/negative_control.py" -v
+rc=$?
+if [ $rc != 0 ]; then
+    echo "run-ci: FAIL negative controls (exit $rc)" >&2
+    fail=1
+fi
+
+# Nothing left behind: our chains, and wardend processes with a data dir
+# under our store.
+left=$(iptables -w 5 -S 2>/dev/null | grep -c 'WARDEN-JEPSEN' || true)
+if [ "$left" != 0 ]; then
+    echo "run-ci: FAIL: iptables rules left behind:" >&2
+    iptables -w 5 -S | grep WARDEN-JEPSEN >&2
+    fail=1
+fi
+pids=$(pgrep -f "wardend .*--data-dir $store_root/" || true)
+if [ -n "$pids" ]; then
+    echo "run-ci: FAIL: wardend processes left behind: $pids" >&2
+    fail=1
+fi
+[ $fail = 0 ] && echo "run-ci: PASS"
+exit $fail
