@@ -88,6 +88,12 @@ const char cli_usage_text[] =
     "  rollout report DEVICE --key-epoch N --counter C --rollout ID\n"
     "        --release-counter N --phase P [--detail S]\n"
     "        (--private-key-file PEM | --signature-hex HEX)\n"
+    "  certs init-ca --out DIR [--cn NAME] [--days N]   offline: new EC P-256 CA\n"
+    "  certs issue --ca-dir DIR --role R --name N [--ip IP]... [--dns NAME]...\n"
+    "        [--days N] --out PREFIX      offline: PREFIX.pem, PREFIX-key.pem;\n"
+    "                                     role peer: name n<ID>, at least one --ip\n"
+    "  top [--interval D] [--iterations N | --once] [--cluster-json FILE]\n"
+    "        [--metrics URL[,URL...]]     live Cluster.Status of every endpoint\n"
     "  Durations: 500ms, 30s, 15m, 4h (a bare number is seconds). Ratios: 95%,\n"
     "  0.95 or 9500bp.\n"
     "  help                               this text\n"
@@ -283,12 +289,16 @@ enum flag_id {
     F_MIN_REPORTED, F_SUCCESS_RATIO, F_FAILURE_RATIO, F_DEVICE_TIMEOUT, F_BAKE,
     F_MANUAL, F_NAME, F_ROLLBACK, F_FORCE, F_PHASE, F_DETAIL, F_ROLLOUT,
     F_RELEASE_COUNTER,
+    /* issue 9 */
+    F_OUT, F_CN, F_CA_DIR, F_DAYS, F_IP, F_DNS, F_INTERVAL, F_ITERATIONS,
+    F_ONCE, F_CLUSTER_JSON, F_METRICS,
 };
 
 int cli_cmd_offline(enum cli_cmd cmd)
 {
     return cmd == CLI_CMD_AUDIT_VERIFY || cmd == CLI_CMD_VERIFY_COMMAND ||
-           cmd == CLI_CMD_ROLLOUT_RELEASE_MANIFEST;
+           cmd == CLI_CMD_ROLLOUT_RELEASE_MANIFEST || cmd == CLI_CMD_CERTS_INIT_CA ||
+           cmd == CLI_CMD_CERTS_ISSUE;
 }
 
 /* Which commands accept a command flag; global flags have mask 0. */
@@ -337,6 +347,10 @@ int cli_cmd_offline(enum cli_cmd cmd)
 #define M_RO_KEYED (M_KREG | M_KREV | M_RCREATE | M_OCREATE | M_OTRANS | M_ODESIRED)
 /* Commands that sign with a key or send a signature as given. */
 #define M_SIGNS (M_RCREATE | M_OABORT | M_OREPORT)
+/* issue 9 */
+#define M_CINIT M(CLI_CMD_CERTS_INIT_CA)
+#define M_CERT_ISSUE M(CLI_CMD_CERTS_ISSUE)
+#define M_TOP M(CLI_CMD_TOP)
 _Static_assert(CLI_CMD_COUNT_ <= 64, "flag masks are 64-bit");
 
 struct flag {
@@ -431,13 +445,25 @@ static const struct flag flags[] = {
     {"device-timeout", F_DEVICE_TIMEOUT, 1, M_OCREATE},
     {"bake", F_BAKE, 1, M_OCREATE},
     {"manual", F_MANUAL, 0, M_OCREATE},
-    {"name", F_NAME, 1, M_OCREATE},
+    {"name", F_NAME, 1, M_OCREATE | M_CERT_ISSUE},
     {"rollback", F_ROLLBACK, 0, M_OABORT},
     {"force", F_FORCE, 0, M(CLI_CMD_ROLLOUT_ADVANCE)},
     {"phase", F_PHASE, 1, M_OREPORT},
     {"detail", F_DETAIL, 1, M_OREPORT},
     {"rollout", F_ROLLOUT, 1, M_OREPORT},
     {"release-counter", F_RELEASE_COUNTER, 1, M_OREPORT},
+    /* issue 9: certs and top */
+    {"out", F_OUT, 1, M_CINIT | M_CERT_ISSUE},
+    {"cn", F_CN, 1, M_CINIT},
+    {"ca-dir", F_CA_DIR, 1, M_CERT_ISSUE},
+    {"days", F_DAYS, 1, M_CINIT | M_CERT_ISSUE},
+    {"ip", F_IP, 1, M_CERT_ISSUE},
+    {"dns", F_DNS, 1, M_CERT_ISSUE},
+    {"interval", F_INTERVAL, 1, M_TOP},
+    {"iterations", F_ITERATIONS, 1, M_TOP},
+    {"once", F_ONCE, 0, M_TOP},
+    {"cluster-json", F_CLUSTER_JSON, 1, M_TOP},
+    {"metrics", F_METRICS, 1, M_TOP},
 };
 
 int cli_u64_parse(const char *s, uint64_t *out)
@@ -799,6 +825,43 @@ static int apply_ops_flag(struct cli_args *a, const struct flag *f, const char *
         return 0;
     case F_RELEASE_COUNTER:
         return u64_flag(f->name, v, &a->release_counter, &a->has_release_counter, e);
+    case F_OUT:
+        a->out = v;
+        return 0;
+    case F_CN:
+        a->cn = v;
+        return 0;
+    case F_CA_DIR:
+        a->ca_dir = v;
+        return 0;
+    case F_DAYS:
+        /* pki/pki.h checks the per-kind maximum (CA or leaf). */
+        return u32_flag(f->name, v, 1, 36500, &a->days, e);
+    case F_IP:
+    case F_DNS: {
+        const char **arr = f->id == F_IP ? a->ips : a->dns;
+        size_t *n = f->id == F_IP ? &a->n_ips : &a->n_dns;
+        if (*n >= CLI_CERT_SAN_MAX) {
+            return werr_set(e, WERR_INVALID, "--%s: at most %d", f->name,
+                            CLI_CERT_SAN_MAX);
+        }
+        arr[(*n)++] = v;
+        return 0;
+    }
+    case F_INTERVAL:
+        return dur_flag(f->name, v, CLI_TOP_INTERVAL_MIN_MS, CLI_TOP_INTERVAL_MAX_MS,
+                        &a->interval_ms, e);
+    case F_ITERATIONS:
+        return u32_flag(f->name, v, 1, 1000000, &a->iterations, e);
+    case F_ONCE:
+        a->once = 1;
+        return 0;
+    case F_CLUSTER_JSON:
+        a->cluster_json = v;
+        return 0;
+    case F_METRICS:
+        a->metrics = v;
+        return 0;
     default:
         return werr_set(e, WERR_INTERNAL, "unhandled flag --%s", f->name);
     }
@@ -1279,6 +1342,34 @@ static int finish_ops(struct cli_args *a, struct werr *e)
 static int finish_cmd(struct cli_args *a, struct werr *e)
 {
     switch (a->cmd) {
+    case CLI_CMD_CERTS_INIT_CA:
+        if (a->out == NULL || a->out[0] == '\0') {
+            return werr_set(e, WERR_INVALID, "certs init-ca: --out DIR is required");
+        }
+        return 0;
+    case CLI_CMD_CERTS_ISSUE:
+        if (a->ca_dir == NULL || a->role == NULL || a->name == NULL ||
+            a->out == NULL || a->ca_dir[0] == '\0' || a->out[0] == '\0') {
+            return werr_set(e, WERR_INVALID,
+                            "certs issue: --ca-dir, --role, --name and --out are "
+                            "required");
+        }
+        return 0;
+    case CLI_CMD_TOP:
+        if (a->once && a->iterations > 1) {
+            return werr_set(e, WERR_INVALID, "top: --once and --iterations N conflict");
+        }
+        if (a->once) {
+            a->iterations = 1;
+        }
+        if (a->interval_ms == 0) {
+            a->interval_ms = CLI_TOP_INTERVAL_DEFAULT_MS;
+        }
+        if (a->cluster_json != NULL && a->n_endpoints > 0) {
+            return werr_set(e, WERR_INVALID,
+                            "top: give --endpoint or --cluster-json, not both");
+        }
+        return 0;
     case CLI_CMD_DEVICE_ENROLL:
         if (a->device_id == NULL || a->device_id[0] == '\0') {
             return werr_set(e, WERR_INVALID, "device enroll: --id is required");
@@ -1866,6 +1957,19 @@ int cli_args_parse(int argc, char **argv, struct cli_args *a, struct werr *e)
         if (parse_rollout(a, pos, npos, &used, e) != 0) {
             return WERR_INVALID;
         }
+    } else if (strcmp(pos[0], "certs") == 0) {
+        const char *sub = npos > 1 ? pos[1] : "";
+        if (strcmp(sub, "init-ca") == 0) {
+            a->cmd = CLI_CMD_CERTS_INIT_CA;
+        } else if (strcmp(sub, "issue") == 0) {
+            a->cmd = CLI_CMD_CERTS_ISSUE;
+        } else {
+            return werr_set(e, WERR_INVALID, "certs: want init-ca or issue");
+        }
+        used = 2;
+    } else if (strcmp(pos[0], "top") == 0) {
+        a->cmd = CLI_CMD_TOP;
+        used = 1;
     } else {
         return werr_set(e, WERR_INVALID, "unknown command \"%s\" (try --help)",
                         pos[0]);
@@ -1884,7 +1988,8 @@ int cli_args_parse(int argc, char **argv, struct cli_args *a, struct werr *e)
             return WERR_INVALID;
         }
     }
-    if (a->n_endpoints == 0) {
+    /* top --cluster-json takes its endpoints from the file. */
+    if (a->n_endpoints == 0 && !(a->cmd == CLI_CMD_TOP && a->cluster_json != NULL)) {
         if (add_endpoints(a, CLI_ENDPOINT_DEFAULT, e) != 0) {
             return WERR_INVALID;
         }

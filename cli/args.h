@@ -113,6 +113,10 @@ enum cli_cmd {
     CLI_CMD_ROLLOUT_STATUS,
     CLI_CMD_ROLLOUT_DESIRED,
     CLI_CMD_ROLLOUT_REPORT,
+    /* issue 9: operations (docs/deployment.md) */
+    CLI_CMD_CERTS_INIT_CA,       /* offline */
+    CLI_CMD_CERTS_ISSUE,         /* offline */
+    CLI_CMD_TOP,
     CLI_CMD_COUNT_
 };
 
@@ -155,6 +159,14 @@ struct cli_label {
 #define CLI_TEXT_MAX 256
 /* rollout create --name (RO_NAME_MAX). */
 #define CLI_ROLLOUT_NAME_MAX 64
+
+/* certs issue: --ip and --dns entries each (pki/pki.h PKI_SAN_*_MAX). */
+#define CLI_CERT_SAN_MAX 8
+/* top --interval: the floor keeps a forgotten `top` from hammering every
+ * node with Status calls; the ceiling only catches typos. */
+#define CLI_TOP_INTERVAL_MIN_MS 250ull
+#define CLI_TOP_INTERVAL_MAX_MS (3600ull * 1000)
+#define CLI_TOP_INTERVAL_DEFAULT_MS 1000ull
 
 #include "units.h"
 
@@ -278,6 +290,22 @@ struct cli_args {
     uint64_t rollout_ref;          /* report --rollout */
     uint64_t release_counter;      /* report --release-counter */
     int has_release_counter;
+
+    /* issue 9: certs (offline; `certs issue --role` is stored in role, as
+     * a certs command takes no TLS flags) and top. */
+    const char *out;               /* init-ca: DIR; issue: PREFIX */
+    const char *cn;                /* init-ca --cn */
+    const char *ca_dir;            /* issue --ca-dir */
+    uint32_t days;                 /* --days; 0 = default */
+    const char *ips[CLI_CERT_SAN_MAX];   /* issue --ip, repeated */
+    size_t n_ips;
+    const char *dns[CLI_CERT_SAN_MAX];   /* issue --dns, repeated */
+    size_t n_dns;
+    uint64_t interval_ms;          /* top --interval */
+    uint32_t iterations;           /* top --iterations; 0 = until Ctrl-C */
+    int once;                      /* top --once: one plain frame */
+    const char *cluster_json;      /* top --cluster-json FILE */
+    const char *metrics;           /* top --metrics URL[,URL...] */
 };
 
 /* Parse argv (argv[0] is skipped). Global flags may appear anywhere.

@@ -1411,6 +1411,12 @@ int cli_cmd_run(const struct cli_args *a, FILE *out, FILE *err)
     if (a->cmd == CLI_CMD_ROLLOUT_RELEASE_MANIFEST) {
         return cli__cmd_manifest(a, out, err);
     }
+    if (a->cmd == CLI_CMD_CERTS_INIT_CA || a->cmd == CLI_CMD_CERTS_ISSUE) {
+        return cli__cmd_certs(a, out, err);
+    }
+    if (a->cmd == CLI_CMD_TOP) {
+        return cli__cmd_top(a, out, err); /* one client per endpoint */
+    }
     if (cli_cmd_offline(a->cmd)) {
         return cli_offline_run(a, out, err);
     }

@@ -47,5 +47,11 @@ int cli__cmd_rollout(const struct cli_args *a, struct cli_client *c, FILE *out,
 /* `rollout release manifest` (offline): the canonical bytes on out. Returns
  * the exit code (0, or CLI_EXIT_USAGE). */
 int cli__cmd_manifest(const struct cli_args *a, FILE *out, FILE *err);
+/* `certs init-ca | issue` (offline, cli/cmd_certs.c): returns the exit code
+ * (0, CLI_EXIT_USAGE, 73 when an output exists, 1). */
+int cli__cmd_certs(const struct cli_args *a, FILE *out, FILE *err);
+/* `top` (cli/cmd_top.c): returns the gRPC status deciding the exit code (0
+ * when the last frame had at least one node answering, else UNAVAILABLE). */
+int cli__cmd_top(const struct cli_args *a, FILE *out, FILE *err);
 
 #endif
