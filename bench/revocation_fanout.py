@@ -37,9 +37,11 @@ Usage (from a build dir):
 
 import argparse
 import asyncio
+import faulthandler
 import json
 import multiprocessing as mp
 import os
+import signal
 import statistics
 import sys
 import threading
@@ -67,9 +69,14 @@ def pct(xs, q):
 
 
 # ---- watcher processes ------------------------------------------------------------
-def watcher_proc(addr, ca, cert, key, n, conns, ready_q, stop_ev, out_q):
+def watcher_proc(cfg_q, n, conns, ready_q, stop_ev, out_q):
     """n watchers over `conns` connections; report {grant_id: [count, last
-    receive time]} when stop_ev is set."""
+    receive time]} when stop_ev is set. Started before the driver touches
+    grpc (no fork while grpc threads run); the server's address and the
+    gateway's credentials arrive on cfg_q."""
+    faulthandler.register(signal.SIGUSR1)
+    addr, ca, cert, key = cfg_q.get(timeout=READY_TIMEOUT_S)
+
     async def main():
         creds = grpc.ssl_channel_credentials(root_certificates=ca, private_key=key,
                                              certificate_chain=cert)
@@ -198,21 +205,24 @@ def main():
         ap.error("%d streams per connection > GRPC_MAX_STREAMS_DEFAULT (128): "
                  "raise --procs/--conns" % per_conn)
 
+    faulthandler.register(signal.SIGUSR1)
+    ctx = mp.get_context("spawn")
+    ready_q, out_q, stop_ev, cfg_q = ctx.Queue(), ctx.Queue(), ctx.Event(), ctx.Queue()
+    sizes = [a.watchers // a.procs + (1 if i < a.watchers % a.procs else 0)
+             for i in range(a.procs)]
+    procs = [ctx.Process(target=watcher_proc,
+                         args=(cfg_q, n, a.conns, ready_q, stop_ev, out_q))
+             for n in sizes if n > 0]
+    for p in procs:
+        p.start()
     srv = wt.Server(name="fanout").start()
     try:
         b = Bench(srv)
         b.setup()
         ca = srv.read_ca()
         cert, key = srv.read_cert("gateway")
-        ctx = mp.get_context("spawn")
-        ready_q, out_q, stop_ev = ctx.Queue(), ctx.Queue(), ctx.Event()
-        sizes = [a.watchers // a.procs + (1 if i < a.watchers % a.procs else 0)
-                 for i in range(a.procs)]
-        procs = [ctx.Process(target=watcher_proc,
-                             args=(srv.addr, ca, cert, key, n, a.conns, ready_q, stop_ev, out_q))
-                 for n in sizes if n > 0]
-        for p in procs:
-            p.start()
+        for _ in procs:
+            cfg_q.put((srv.addr, ca, cert, key))
         t0 = time.monotonic()
         for _ in procs:
             ready_q.get(timeout=READY_TIMEOUT_S)
@@ -225,6 +235,7 @@ def main():
             gid = b.grant()
             b.call("operator", "RevokeGrant", acc.RevokeGrantRequest(grant_id=gid, reason="bench"))
             acks[gid] = time.monotonic()
+            print("fanout: revocation %d/%d acked" % (i + 1, a.duration), file=sys.stderr)
             time.sleep(max(0.0, tick + 1.0 - time.monotonic()))
         time.sleep(DELIVERY_GRACE_S)
         rss_end = ta.vmrss_kib(srv.proc.pid)
@@ -262,6 +273,11 @@ def main():
         res["check_access"] = b.checks(a.check_clients, a.check_seconds)
         print(json.dumps(res, indent=2))
     finally:
+        stop_ev.set()
+        for p in procs:
+            p.join(timeout=10)
+            if p.is_alive():
+                p.kill()
         srv.stop()
         srv.cleanup()
 
