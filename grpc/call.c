@@ -28,6 +28,7 @@ struct grpc_call *grpc__call_new(struct grpc_conn *conn, int32_t stream_id)
     call->stream_id = stream_id;
     call->state = GRPC__CALL_HEADERS;
     call->encoding_identity = 1;
+    call->start_ms = conn->now_ms;
     grpc_frame_dec_init(&call->dec, conn->max_msg);
     call->next = conn->calls;
     if (conn->calls != NULL) {
@@ -41,6 +42,15 @@ struct grpc_call *grpc__call_new(struct grpc_conn *conn, int32_t stream_id)
 void grpc__call_free(struct grpc_call *call)
 {
     struct grpc_conn *conn = call->conn;
+    /* The one place every call dies (nghttp2's stream_close habit), so the
+     * completion report is exactly once, whatever ended the call. */
+    if (call->headers_complete && conn->on_call_done != NULL) {
+        int status = call->http_refused  ? -1
+                     : call->final_set   ? call->final_status
+                                         : GRPC_STATUS_CANCELLED;
+        conn->on_call_done(conn->on_call_done_arg, &conn->peer, call->path,
+                           status, call->start_ms, call->admitted);
+    }
     if (call->prev != NULL) {
         call->prev->next = call->next;
     } else {
@@ -351,6 +361,7 @@ int grpc__call_http_error(struct grpc_call *c, const char *http_status)
     c->state = GRPC__CALL_CLOSING;
     c->headers_sent = 1;
     c->final_set = 1;
+    c->http_refused = 1;
     int rv = nghttp2_submit_response(c->conn->session, c->stream_id, nv,
                                      sizeof nv / sizeof nv[0], NULL);
     grpc__conn_kick(c->conn);

@@ -152,6 +152,7 @@ static int header_cb(nghttp2_session *session, const nghttp2_frame *frame,
  * cheapest-and-most-general check first, and before touching the body. */
 static void headers_done(struct grpc_conn *conn, struct grpc_call *call)
 {
+    call->headers_complete = 1;
     if (!call->method_post) {
         /* PROTOCOL-HTTP2: Method → ":method POST". */
         grpc__call_http_error(call, "405");
@@ -196,6 +197,19 @@ static void headers_done(struct grpc_conn *conn, struct grpc_call *call)
         /* 0 means "no deadline"; the parser saturates at UINT64_MAX/2, so
          * this sum cannot wrap for any sane clock. */
         call->deadline = d == 0 ? 1 : d;
+    }
+    /* Admission last: only calls that could run take a rate-limit token
+     * or an in-flight slot, and before any body byte is buffered. */
+    if (conn->on_admit != NULL) {
+        char msg[GRPC_MESSAGE_MAX + 1];
+        msg[0] = '\0';
+        int st = conn->on_admit(conn->on_admit_arg, &conn->peer, call->path,
+                                msg, sizeof msg);
+        if (st != GRPC_STATUS_OK) {
+            grpc__call_end(call, st, msg[0] ? msg : "request refused", 0);
+            return;
+        }
+        call->admitted = 1;
     }
     call->state = GRPC__CALL_BODY;
 }
@@ -427,6 +441,10 @@ int grpc_conn_new(struct grpc_conn **out, const struct grpc_router *router,
     conn->wakeup_arg = cfg->wakeup_arg;
     conn->on_denied = cfg->on_denied;
     conn->on_denied_arg = cfg->on_denied_arg;
+    conn->on_admit = cfg->on_admit;
+    conn->on_admit_arg = cfg->on_admit_arg;
+    conn->on_call_done = cfg->on_call_done;
+    conn->on_call_done_arg = cfg->on_call_done_arg;
     uint32_t max_streams =
         cfg->max_streams ? cfg->max_streams : GRPC_MAX_STREAMS_DEFAULT;
     uint32_t stream_window =

@@ -233,6 +233,32 @@ struct grpc_conn_config {
      * aggregated denials); it must not call back into the conn. */
     void (*on_denied)(void *arg, const struct principal *who, const char *path);
     void *on_denied_arg;
+    /* Admission (issue 9): called once per call that passed routing, the
+     * role gate and the grpc-timeout check, before a body byte is decoded
+     * and so before the handler runs. Return 0 to admit, or a non-OK
+     * grpc_status to refuse: the call ends with that status and the text
+     * the hook wrote into msg (cap GRPC_MESSAGE_MAX + 1, NUL-terminated).
+     * principal and path are borrowed for the call. May be NULL (admit
+     * everything). Must not call back into the conn. */
+    int (*on_admit)(void *arg, const struct principal *who, const char *path,
+                    char *msg, size_t cap);
+    void *on_admit_arg;
+    /* Per-call completion (metrics): called exactly once for every call
+     * whose request headers were complete, when the call's stream is freed
+     * (its single death point: stream close, or grpc_conn_free). status is
+     * the final grpc-status sent, GRPC_STATUS_CANCELLED for a call torn
+     * down before it ended, or -1 for an HTTP-level refusal (405/415).
+     * start_ms is the now_ms passed to grpc_conn_recv when its headers
+     * arrived; the transport computes the duration with its own clock (the
+     * layer reads none). admitted is 1 when on_admit admitted the call (so
+     * the transport can release an in-flight slot). path is borrowed for
+     * the call, and is the raw :path (possibly not a routed method: the
+     * hook must bound label cardinality itself). May be NULL. Must not call
+     * back into the conn. */
+    void (*on_call_done)(void *arg, const struct principal *who,
+                         const char *path, int status, uint64_t start_ms,
+                         int admitted);
+    void *on_call_done_arg;
 };
 
 /* Create a server connection. router and principal are borrowed and must

@@ -82,6 +82,12 @@ struct grpc_call {
     char final_msg[GRPC__MSG_ENC_MAX];
     int rst_after;                   /* RST_STREAM(rst_code) after END_STREAM */
     uint32_t rst_code;
+
+    /* completion report (on_call_done) */
+    uint64_t start_ms;               /* conn->now_ms when the call began */
+    int headers_complete;            /* headers_done ran: report at free */
+    int http_refused;                /* 405/415: status -1 */
+    int admitted;                    /* on_admit said yes */
 };
 
 struct grpc_conn {
@@ -94,6 +100,13 @@ struct grpc_conn {
     void *wakeup_arg;
     void (*on_denied)(void *arg, const struct principal *who, const char *path);
     void *on_denied_arg;
+    int (*on_admit)(void *arg, const struct principal *who, const char *path,
+                    char *msg, size_t cap);
+    void *on_admit_arg;
+    void (*on_call_done)(void *arg, const struct principal *who,
+                         const char *path, int status, uint64_t start_ms,
+                         int admitted);
+    void *on_call_done_arg;
     uint64_t now_ms;                 /* as of the last recv/tick */
     int in_io;                       /* inside mem_recv / mem_send */
     int shutdown_state;              /* 0, 1 notice queued, 2 final GOAWAY */

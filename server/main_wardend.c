@@ -1,6 +1,9 @@
 /* main_wardend.c - wardend: flags, then one node on the default loop; or
  * `wardend gen-certs`, which writes a cluster PKI and exits.
  *
+ * Settings: flags > WARDEN_<KEY> environment > --config FILE > defaults
+ * (config.h, docs/configuration.md).
+ *
  * Exit codes: 0 after a graceful shutdown (SIGTERM/SIGINT), 2 for a usage or
  * configuration error, 1 for any other start-up failure or a fatal Raft
  * error while running. */
@@ -15,20 +18,9 @@
 
 #include "../common/log.h"
 #include "cluster_cfg.h"
+#include "config.h"
 #include "devcerts.h"
 #include "node.h"
-
-/* Bounds on numeric flags: keep operators from configuring something the
- * process cannot honour (a 0-byte message cap, a week-long drain). */
-#define MAX_MSG_BYTES_MIN ((size_t)1024)
-#define MAX_MSG_BYTES_MAX ((size_t)64 << 20) /* nghttp2 windows and memory */
-#define SHUTDOWN_GRACE_MS_MAX 600000u
-#define TIMEOUT_MS_MAX 86400000u
-#define MAX_CONNS_MAX 65536u
-/* Raft election timeout: below 100 ms the 100 ms heartbeat cannot fit;
- * above a minute a dead leader goes unnoticed too long. */
-#define ELECTION_MS_MIN 200u
-#define ELECTION_MS_MAX 60000u
 
 static void usage(FILE *f)
 {
@@ -71,6 +63,14 @@ static void usage(FILE *f)
             "  --max-conns N             concurrent connections (default %u)\n"
             "  --handshake-timeout-ms N  TLS handshake budget (default %u)\n"
             "  --idle-timeout-ms N       close connections idle this long (default %u)\n"
+            "  --metrics-listen ADDR:PORT  Prometheus /metrics + /healthz, plain HTTP\n"
+            "                            (default 127.0.0.1:<client port + 2>, best\n"
+            "                            effort; \"off\" disables)\n"
+            "  --rate-limit-rps N        calls/s per principal, 0 = off (default %u)\n"
+            "  --rate-limit-burst N      token bucket size per principal (default %u)\n"
+            "  --max-inflight N          calls in flight per node (default %u)\n"
+            "  --config FILE             key = value settings (docs/configuration.md);\n"
+            "                            flags > WARDEN_<KEY> environment > file > defaults\n"
             "  -h, --help\n",
             NODE_DATA_DIR_DEFAULT, NODE_LISTEN_DEFAULT, WNODE_ELECTION_TIMEOUT_MS,
             NODE_SNAPSHOT_THRESHOLD_MIN, NODE_SNAPSHOT_THRESHOLD_MAX,
@@ -78,25 +78,8 @@ static void usage(FILE *f)
             NODE_SNAPSHOT_TRAILING_MAX, (unsigned)WNODE_SNAPSHOT_TRAILING,
             GRPC_MAX_MSG_DEFAULT,
             NODE_SHUTDOWN_GRACE_MS_DEFAULT, NODE_MAX_CONNS_DEFAULT,
-            CONN_HANDSHAKE_TIMEOUT_MS_DEFAULT, CONN_IDLE_TIMEOUT_MS_DEFAULT);
-}
-
-static int parse_u64(const char *flag, const char *s, uint64_t min, uint64_t max,
-                     uint64_t *out)
-{
-    char *end = NULL;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno != 0 || end == s || *end != '\0' || s[0] == '-' || v < min || v > max) {
-        char range[64];
-        snprintf(range, sizeof range, "%llu..%llu", (unsigned long long)min,
-                 (unsigned long long)max);
-        wlog(WLOG_ERROR, "bad flag value", "flag", flag, "value", s, "range", range,
-             NULL);
-        return -1;
-    }
-    *out = v;
-    return 0;
+            CONN_HANDSHAKE_TIMEOUT_MS_DEFAULT, CONN_IDLE_TIMEOUT_MS_DEFAULT,
+            ADMISSION_RATE_DEFAULT, ADMISSION_BURST_DEFAULT, ADMISSION_INFLIGHT_DEFAULT);
 }
 
 enum {
@@ -121,7 +104,37 @@ enum {
     OPT_SNAP_TRAILING,
     OPT_OUT,
     OPT_NODE,
+    OPT_CONFIG,
+    OPT_METRICS_LISTEN,
+    OPT_RATE_RPS,
+    OPT_RATE_BURST,
+    OPT_MAX_INFLIGHT,
 };
+
+static const char *env_getenv(const char *name, void *arg)
+{
+    (void)arg;
+    return getenv(name);
+}
+
+/* The --config value, looked for before everything else: the file is the
+ * lowest-precedence source, so it must be applied first. NULL if absent;
+ * "" when the flag has no value (a usage error). */
+static const char *find_config_flag(int argc, char **argv)
+{
+    const char *path = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--") == 0) {
+            break;
+        }
+        if (strcmp(argv[i], "--config") == 0) {
+            path = i + 1 < argc ? argv[++i] : "";
+        } else if (strncmp(argv[i], "--config=", 9) == 0) {
+            path = argv[i] + 9;
+        }
+    }
+    return path;
+}
 
 /* `wardend gen-certs --out DIR --node ID=IP ...`: the cluster PKI
  * (devcerts_cluster). Reuses what DIR already holds. */
@@ -232,122 +245,68 @@ int main(int argc, char **argv)
         {"election-timeout-ms", required_argument, NULL, OPT_ELECTION},
         {"snapshot-threshold", required_argument, NULL, OPT_SNAP_THRESHOLD},
         {"snapshot-trailing", required_argument, NULL, OPT_SNAP_TRAILING},
+        {"config", required_argument, NULL, OPT_CONFIG},
+        {"metrics-listen", required_argument, NULL, OPT_METRICS_LISTEN},
+        {"rate-limit-rps", required_argument, NULL, OPT_RATE_RPS},
+        {"rate-limit-burst", required_argument, NULL, OPT_RATE_BURST},
+        {"max-inflight", required_argument, NULL, OPT_MAX_INFLIGHT},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    struct node_config cfg;
-    node_config_defaults(&cfg);
-    uint64_t v;
-    int ch;
-    while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (ch) {
-        case OPT_DEV:
-            cfg.dev = 1;
-            break;
-        case OPT_DATA_DIR:
-            cfg.data_dir = optarg;
-            break;
-        case OPT_LISTEN:
-            cfg.listen = optarg;
-            break;
-        case OPT_TLS_CERT:
-            cfg.tls_cert = optarg;
-            break;
-        case OPT_TLS_KEY:
-            cfg.tls_key = optarg;
-            break;
-        case OPT_TLS_CA:
-            cfg.tls_ca = optarg;
-            break;
-        case OPT_LOG_LEVEL: {
-            enum wlog_level lvl;
-            if (wlog_level_parse(optarg, &lvl) != 0) {
-                wlog(WLOG_ERROR, "bad flag value", "flag", "--log-level", "value",
-                     optarg, "range", "debug|info|warn|error", NULL);
-                return 2;
-            }
-            wlog_set_level(lvl);
-            break;
+    /* flags > environment (WARDEN_<KEY>) > config file > defaults
+     * (config.h). The config owns every string node_config borrows, so it
+     * lives as long as the process. */
+    static struct config conf;
+    config_init(&conf);
+    struct werr ce;
+    werr_clear(&ce);
+    const char *conf_path = find_config_flag(argc, argv);
+    if (conf_path != NULL) {
+        if (conf_path[0] == '\0') {
+            wlog(WLOG_ERROR, "--config wants a FILE", NULL);
+            return 2;
         }
-        case OPT_MAX_MSG:
-            if (parse_u64("--max-msg-bytes", optarg, MAX_MSG_BYTES_MIN,
-                          MAX_MSG_BYTES_MAX, &v) != 0) {
-                return 2;
-            }
-            cfg.max_msg = (size_t)v;
-            break;
-        case OPT_GRACE:
-            if (parse_u64("--shutdown-grace-ms", optarg, 0, SHUTDOWN_GRACE_MS_MAX, &v) != 0) {
-                return 2;
-            }
-            cfg.shutdown_grace_ms = v;
-            break;
-        case OPT_MAX_CONNS:
-            if (parse_u64("--max-conns", optarg, 1, MAX_CONNS_MAX, &v) != 0) {
-                return 2;
-            }
-            cfg.max_conns = (size_t)v;
-            break;
-        case OPT_HANDSHAKE:
-            if (parse_u64("--handshake-timeout-ms", optarg, 1, TIMEOUT_MS_MAX, &v) != 0) {
-                return 2;
-            }
-            cfg.handshake_timeout_ms = v;
-            break;
-        case OPT_IDLE:
-            if (parse_u64("--idle-timeout-ms", optarg, 1, TIMEOUT_MS_MAX, &v) != 0) {
-                return 2;
-            }
-            cfg.idle_timeout_ms = v;
-            break;
-        case OPT_NODE_ID: {
-            struct werr ie;
-            if (cluster_id_parse(optarg, &cfg.node_id, &ie) != 0) {
-                wlog(WLOG_ERROR, "bad flag value", "flag", "--node-id", "value", optarg,
-                     "error", ie.msg, NULL);
-                return 2;
-            }
-            break;
-        }
-        case OPT_PEERS:
-            cfg.peers = optarg;
-            break;
-        case OPT_PEER_LISTEN:
-            cfg.peer_listen = optarg;
-            break;
-        case OPT_JOIN:
-            cfg.join = 1;
-            break;
-        case OPT_ELECTION:
-            if (parse_u64("--election-timeout-ms", optarg, ELECTION_MS_MIN,
-                          ELECTION_MS_MAX, &v) != 0) {
-                return 2;
-            }
-            cfg.election_timeout_ms = (unsigned)v;
-            break;
-        /* Bounds and why: NODE_SNAPSHOT_* in node.h. */
-        case OPT_SNAP_THRESHOLD:
-            if (parse_u64("--snapshot-threshold", optarg, NODE_SNAPSHOT_THRESHOLD_MIN,
-                          NODE_SNAPSHOT_THRESHOLD_MAX, &v) != 0) {
-                return 2;
-            }
-            cfg.snapshot_threshold = (unsigned)v;
-            break;
-        case OPT_SNAP_TRAILING:
-            if (parse_u64("--snapshot-trailing", optarg, NODE_SNAPSHOT_TRAILING_MIN,
-                          NODE_SNAPSHOT_TRAILING_MAX, &v) != 0) {
-                return 2;
-            }
-            cfg.snapshot_trailing = (unsigned)v;
-            break;
-        case 'h':
-            usage(stdout);
-            return 0;
-        default:
-            usage(stderr);
+        if (config_load_file(&conf, conf_path, &ce) != 0) {
+            wlog(WLOG_ERROR, "bad config file", "error", ce.msg, NULL);
             return 2;
         }
     }
+    if (config_apply_env(&conf, env_getenv, NULL, &ce) != 0) {
+        wlog(WLOG_ERROR, "bad environment setting", "error", ce.msg, NULL);
+        return 2;
+    }
+    int ch, li = -1;
+    optind = 1;
+    while ((ch = getopt_long(argc, argv, "h", opts, &li)) != -1) {
+        if (ch == 'h') {
+            usage(stdout);
+            return 0;
+        }
+        if (ch == OPT_CONFIG) {
+            continue; /* applied above */
+        }
+        if (ch == '?' || ch == ':' || li < 0) {
+            usage(stderr);
+            return 2;
+        }
+        const char *name = opts[li].name;
+        int k = config_key_find(name, strlen(name));
+        if (k < 0) {
+            usage(stderr);
+            return 2;
+        }
+        char flag[64];
+        snprintf(flag, sizeof flag, "--%s", name);
+        if (config_set(&conf, (enum config_key)k,
+                       config_key_is_bool((enum config_key)k) ? "true" : optarg,
+                       CONFIG_SRC_FLAG, &ce) != 0) {
+            wlog(WLOG_ERROR, "bad flag value", "flag", flag, "error", ce.msg, NULL);
+            return 2;
+        }
+        li = -1;
+    }
+    wlog_set_level(conf.log_level);
+    struct node_config cfg = conf.node;
     if (optind < argc) {
         wlog(WLOG_ERROR, "unexpected argument", "arg", argv[optind], NULL);
         usage(stderr);

@@ -5,9 +5,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
 
 #include "../common/log.h"
+#include "../consensus/fsm_rollout.h"
+#include "../domain/lifecycle.h"
+#include "../domain/rollout.h"
+#include "../storage/store.h"
 #include "cluster_cfg.h"
 #include "devcerts.h"
 #include "tls.h"
@@ -22,6 +27,9 @@ void node_config_defaults(struct node_config *cfg)
     cfg->max_conns = NODE_MAX_CONNS_DEFAULT;
     cfg->handshake_timeout_ms = CONN_HANDSHAKE_TIMEOUT_MS_DEFAULT;
     cfg->idle_timeout_ms = CONN_IDLE_TIMEOUT_MS_DEFAULT;
+    cfg->rate_limit_rps = ADMISSION_RATE_DEFAULT;
+    cfg->rate_limit_burst = ADMISSION_BURST_DEFAULT;
+    cfg->max_inflight = ADMISSION_INFLIGHT_DEFAULT;
 }
 
 int node_snapshot_check(unsigned threshold, unsigned trailing, struct werr *e)
@@ -136,6 +144,9 @@ static int setup_tls(struct node *n, struct werr *e)
         snprintf(n->peer_cert_path, sizeof n->peer_cert_path, "%s", cfg->tls_cert);
         snprintf(n->peer_key_path, sizeof n->peer_key_path, "%s", cfg->tls_key);
         snprintf(n->ca_path, sizeof n->ca_path, "%s", cfg->tls_ca);
+        /* Kept for SIGHUP (node_reload_tls). */
+        snprintf(n->cert_path, sizeof n->cert_path, "%s", cfg->tls_cert);
+        snprintf(n->key_path, sizeof n->key_path, "%s", cfg->tls_key);
     }
     return tls_server_ctx_new(&n->ssl_ctx, &tc, e);
 }
@@ -280,6 +291,39 @@ static void listener_close_cb(uv_handle_t *h)
     n->listener_open = 0;
 }
 
+/* ---- grpc hooks: denials, admission, per-call metrics ---------------------- */
+
+static void denied_cb(void *arg, const struct principal *who, const char *path)
+{
+    struct node *n = arg;
+    n->metrics.denials_role++;
+    svc_denial_hook(&n->svc, who, path);
+}
+
+static int admit_cb(void *arg, const struct principal *who, const char *path,
+                    char *msg, size_t cap)
+{
+    struct node *n = arg;
+    return admission_check(&n->adm, who, path, uv_now(n->loop), msg, cap);
+}
+
+static void call_done_cb(void *arg, const struct principal *who, const char *path,
+                         int status, uint64_t start_ms, int admitted)
+{
+    struct node *n = arg;
+    (void)who;
+    if (admitted) {
+        admission_release(&n->adm);
+    }
+    /* Only routed paths become label values: a client choosing :path must
+     * not choose our series (cardinality bound, metrics.h). */
+    const char *label = grpc_router_find(&n->router, path, strlen(path)) != NULL
+                            ? path
+                            : "unknown";
+    uint64_t now = uv_now(n->loop);
+    metrics_observe(&n->metrics, label, status, now > start_ms ? now - start_ms : 0);
+}
+
 int node_init(struct node *n, uv_loop_t *loop, const struct node_config *cfg,
               struct werr *e)
 {
@@ -365,9 +409,18 @@ int node_init(struct node *n, uv_loop_t *loop, const struct node_config *cfg,
     n->host.ssl_ctx = n->ssl_ctx;
     n->host.router = &n->router;
     n->host.grpc_cfg.max_msg = n->cfg.max_msg;
-    /* Role-gate refusals are counted for the audit ledger (svc_denials.c). */
-    n->host.grpc_cfg.on_denied = svc_denial_hook;
-    n->host.grpc_cfg.on_denied_arg = &n->svc;
+    /* Role-gate refusals are counted for the audit ledger (svc_denials.c)
+     * and for /metrics. */
+    n->host.grpc_cfg.on_denied = denied_cb;
+    n->host.grpc_cfg.on_denied_arg = n;
+    /* Admission control and per-call metrics (issue 9). */
+    admission_init(&n->adm, n->cfg.rate_limit_rps, n->cfg.rate_limit_burst,
+                   n->cfg.max_inflight);
+    metrics_init(&n->metrics);
+    n->host.grpc_cfg.on_admit = admit_cb;
+    n->host.grpc_cfg.on_admit_arg = n;
+    n->host.grpc_cfg.on_call_done = call_done_cb;
+    n->host.grpc_cfg.on_call_done_arg = n;
     n->host.handshake_timeout_ms = n->cfg.handshake_timeout_ms;
     n->host.idle_timeout_ms = n->cfg.idle_timeout_ms;
     n->host.write_queue_max = CONN_WRITE_QUEUE_MAX;
@@ -418,6 +471,11 @@ static void maybe_done(struct node *n)
     uv_close((uv_handle_t *)&n->grace, handle_close_cb);
     uv_close((uv_handle_t *)&n->flush, handle_close_cb);
     uv_close((uv_handle_t *)&n->raft_poll, handle_close_cb);
+    uv_close((uv_handle_t *)&n->sig_hup, handle_close_cb);
+    if (n->metrics_on) {
+        n->metrics_on = 0;
+        metrics_server_close(&n->msrv, NULL);
+    }
     /* Last, the Raft node: every call is gone, so its CANCELLED callbacks
      * reply to nobody. */
     if (n->wn != NULL) {
@@ -565,6 +623,9 @@ static void raft_poll_cb(uv_timer_t *t)
              st.leader_id == 0 ? "raft leader unknown" : "raft leadership changed",
              "node_id", id, "state", st.state_name, "term", term, "leader_id", lid,
              "leader_addr", st.leader_client_addr, NULL);
+        if (st.leader_id != n->seen_leader && st.leader_id != 0) {
+            n->leader_changes++;
+        }
         n->seen_leader = st.leader_id;
         n->seen_state = (int)st.state;
         n->seen_term = st.term;
@@ -590,11 +651,255 @@ static void raft_poll_cb(uv_timer_t *t)
     }
 }
 
+/* ---- certificate reload (SIGHUP) ------------------------------------------ */
+
+int node_reload_tls(struct node *n, struct werr *e)
+{
+    struct tls_config tc = {n->cert_path, n->key_path, n->ca_path};
+    SSL_CTX *ctx = NULL;
+    int rc = tls_server_ctx_new(&ctx, &tc, e);
+    char serial[128], not_after[64];
+    if (rc != 0) {
+        n->tls_reloads_failed++;
+        tls_ctx_cert_info(n->ssl_ctx, serial, sizeof serial, not_after, sizeof not_after);
+        wlog(WLOG_ERROR, "TLS reload failed; keeping the current certificate", "error",
+             e->msg, "cert", n->cert_path, "serial", serial, NULL);
+        return rc;
+    }
+    /* Each established connection's SSL holds its own reference to the old
+     * SSL_CTX (SSL_new takes one), so dropping ours leaves them running. */
+    SSL_CTX *old = n->ssl_ctx;
+    n->ssl_ctx = ctx;
+    n->host.ssl_ctx = ctx;
+    SSL_CTX_free(old);
+    n->tls_reloads_ok++;
+    tls_ctx_cert_info(ctx, serial, sizeof serial, not_after, sizeof not_after);
+    wlog(WLOG_INFO, "TLS certificates reloaded for new connections", "cert", n->cert_path,
+         "key", n->key_path, "ca", n->ca_path, "serial", serial, "not_after", not_after,
+         "peer_transport", "unchanged until restart", NULL);
+    return 0;
+}
+
+static void hup_cb(uv_signal_t *s, int signum)
+{
+    struct node *n = s->data;
+    struct werr e;
+    (void)signum;
+    wlog(WLOG_INFO, "signal received", "signal", "SIGHUP", NULL);
+    if (n->state == NODE_RUNNING) {
+        (void)node_reload_tls(n, &e);
+    }
+}
+
+/* ---- /metrics ---------------------------------------------------------------- */
+
+/* Rejected-transition counters from the replicated state, one read txn.
+ * Bounded: 5 x 5 lifecycle pairs + RO_N_STATES x RO_N_EVENTS rollout pairs;
+ * only non-zero ones are rendered. */
+static void collect_transitions(struct node *n, struct metrics_snapshot *s)
+{
+    struct wfsm *f = wnode_fsm(n->wn);
+    struct store *st = f != NULL ? wfsm_store(f) : NULL;
+    struct store_txn *t = NULL;
+    struct werr e;
+    if (st == NULL || store_txn_begin(st, 0, &t, &e) != 0) {
+        return;
+    }
+    static const char *const ev_names[RO_N_EVENTS] = {"none",    "start",   "pause",
+                                                      "resume",  "advance", "abort"};
+    int ok = 1;
+    for (int from = 0; from <= 4 && ok; from++) {
+        for (int to = 0; to <= 4; to++) {
+            uint64_t v = 0;
+            if (lc_reject_count(wfsm_inv(f), t, from, to, &v, &e) != 0) {
+                ok = 0;
+                break;
+            }
+            if (v != 0 && s->n_transitions < METRICS_TRANSITIONS_MAX) {
+                struct metrics_transition *x = &s->transitions[s->n_transitions++];
+                x->kind = "device_lifecycle";
+                x->from = lc_state_name(from);
+                x->to = lc_state_name(to);
+                x->count = v;
+            }
+        }
+    }
+    struct ro *ro = wfsm_ro(f);
+    for (int from = 0; from < RO_N_STATES && ok && ro != NULL; from++) {
+        for (int ev = 0; ev < RO_N_EVENTS; ev++) {
+            uint64_t v = 0;
+            if (ro_reject_count(ro, t, from, ev, &v, &e) != 0) {
+                ok = 0;
+                break;
+            }
+            if (v != 0 && s->n_transitions < METRICS_TRANSITIONS_MAX) {
+                struct metrics_transition *x = &s->transitions[s->n_transitions++];
+                x->kind = "rollout";
+                x->from = ro_state_name(from);
+                x->to = ev_names[ev];
+                x->count = v;
+            }
+        }
+    }
+    store_txn_abort(t);
+    s->transitions_known = ok;
+}
+
+/* Newest raft_uv snapshot file ("snapshot-TERM-INDEX-TIMESTAMP", not the
+ * ".meta") under DIR/raft. Bounded scan. */
+#define NODE_SNAPSHOT_SCAN_MAX 4096
+static void collect_snapshot_size(struct node *n, struct metrics_snapshot *s)
+{
+    char dir[NODE_PATH_MAX], path[NODE_PATH_MAX + 256];
+    snprintf(dir, sizeof dir, "%s/raft", n->cfg.data_dir);
+    DIR *d = opendir(dir);
+    if (d == NULL) {
+        return;
+    }
+    struct dirent *de;
+    time_t best = 0;
+    unsigned scanned = 0;
+    while ((de = readdir(d)) != NULL && scanned++ < NODE_SNAPSHOT_SCAN_MAX) {
+        size_t len = strlen(de->d_name);
+        if (strncmp(de->d_name, "snapshot-", 9) != 0 ||
+            (len > 5 && strcmp(de->d_name + len - 5, ".meta") == 0)) {
+            continue;
+        }
+        struct stat sb;
+        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        if (stat(path, &sb) == 0 && (!s->snapshot_bytes_known || sb.st_mtime >= best)) {
+            best = sb.st_mtime;
+            s->snapshot_bytes = (uint64_t)sb.st_size;
+            s->snapshot_bytes_known = 1;
+        }
+    }
+    closedir(d);
+}
+
+static void metrics_collect_cb(void *arg, struct metrics_snapshot *s)
+{
+    struct node *n = arg;
+    s->connections = n->host.n_conns;
+    s->inflight = n->adm.inflight;
+    s->max_inflight = n->adm.max_inflight;
+    s->admitted = n->adm.admitted;
+    for (int r = 0; r < ADMISSION_N_REASONS; r++) {
+        s->admission[s->n_admission].reason = admission_reason_name((enum admission_reason)r);
+        s->admission[s->n_admission++].value = n->adm.rejected[r];
+    }
+    /* svc_denials counts every server-decided denial (role gate plus the
+     * gateway-binding refusals); the role gate is counted here too. */
+    uint64_t total = n->svc.denials.total;
+    uint64_t role = n->metrics.denials_role;
+    s->denials[s->n_denials].reason = "role_gate";
+    s->denials[s->n_denials++].value = role;
+    s->denials[s->n_denials].reason = "gateway_binding";
+    s->denials[s->n_denials++].value = total > role ? total - role : 0;
+    s->tls_reloads_ok = n->tls_reloads_ok;
+    s->tls_reloads_failed = n->tls_reloads_failed;
+    s->leader_changes = n->leader_changes;
+    if (n->wn == NULL) {
+        s->raft_state_name = "closed";
+        return;
+    }
+    struct wnode_status *st = malloc(sizeof *st);
+    if (st != NULL) {
+        wnode_status(n->wn, st);
+        s->node_id = st->id;
+        s->raft_state = (int)st->state;
+        s->raft_state_name = st->failed ? "failed" : st->state_name;
+        s->term = st->term;
+        s->commit_index = st->commit_index;
+        s->applied_index = st->applied_index;
+        s->last_index = st->last_index;
+        s->snapshot_index = st->snapshot_index;
+        s->snapshots = st->snapshots;
+        s->restores = st->restores;
+        s->proposals = st->proposals;
+        s->leader_known = st->leader_id != 0;
+        s->wall_offset_known = st->wall_offset_known;
+        s->wall_offset_ms = st->wall_offset_ms;
+        s->peer_tls_refused = st->tls_refused;
+        free(st);
+    }
+    collect_transitions(n, s);
+    collect_snapshot_size(n, s);
+    /* LMDB: storage/ exposes no env info yet; the data file's size is the
+     * high-water mark of pages used, against the configured map size. */
+    char path[NODE_PATH_MAX + 16];
+    struct stat sb;
+    snprintf(path, sizeof path, "%s/db/data.mdb", n->cfg.data_dir);
+    if (stat(path, &sb) == 0) {
+        s->lmdb_known = 1;
+        s->lmdb_file_bytes = (uint64_t)sb.st_size;
+        s->lmdb_map_bytes = n->wcfg.map_size ? n->wcfg.map_size : STORE_MAP_SIZE_DEFAULT;
+    }
+}
+
+static int metrics_healthy_cb(void *arg)
+{
+    struct node *n = arg;
+    return n->state == NODE_RUNNING && n->svc.health == SVC_HEALTH_SERVING;
+}
+
+/* --metrics-listen, or by default 127.0.0.1 at the client port + 2 (dev:
+ * client 7443, peer 7444, metrics 7445), best effort: a default that is
+ * taken (several nodes on one host) is logged and skipped, an explicit
+ * address that fails is a start-up error. */
+static int start_metrics(struct node *n, struct werr *e)
+{
+    char addr[WNODE_HOSTPORT_MAX + 16];
+    int explicit_addr = n->cfg.metrics_listen != NULL;
+    if (explicit_addr && strcmp(n->cfg.metrics_listen, "off") == 0) {
+        wlog(WLOG_INFO, "metrics listener disabled", "metrics_listen", "off", NULL);
+        return 0;
+    }
+    if (explicit_addr) {
+        snprintf(addr, sizeof addr, "%s", n->cfg.metrics_listen);
+    } else {
+        const char *colon = strrchr(n->cfg.listen, ':');
+        long port = colon != NULL ? strtol(colon + 1, NULL, 10) : -1;
+        if (port < 0 || port + 2 > 65535) {
+            wlog(WLOG_WARN, "metrics listener disabled: no default port", "listen",
+                 n->cfg.listen, NULL);
+            return 0;
+        }
+        snprintf(addr, sizeof addr, "127.0.0.1:%ld", port == 0 ? 0 : port + 2);
+    }
+    struct werr me;
+    int rc = metrics_server_start(&n->msrv, n->loop, addr, &n->metrics, metrics_collect_cb,
+                                  metrics_healthy_cb, n, &me);
+    if (rc != 0) {
+        if (explicit_addr) {
+            werr_set(e, rc, "%s", me.msg);
+            return rc;
+        }
+        wlog(WLOG_WARN, "metrics listener disabled: default address unavailable", "addr",
+             addr, "error", me.msg, NULL);
+        return 0;
+    }
+    n->metrics_on = 1;
+    char port[8];
+    snprintf(port, sizeof port, "%d", metrics_server_port(&n->msrv));
+    wlog(WLOG_INFO, "metrics listening", "addr", addr, "port", port, "paths",
+         "GET /metrics, GET /healthz", NULL);
+    return 0;
+}
+
+int node_metrics_port(const struct node *n)
+{
+    return n->metrics_on ? metrics_server_port(&n->msrv) : -1;
+}
+
 int node_start(struct node *n, struct werr *e)
 {
     int rc = uv_listen((uv_stream_t *)&n->listener, NODE_LISTEN_BACKLOG, connection_cb);
-    if (rc != 0) {
+    if (rc == 0) {
+        rc = start_metrics(n, e);
+    } else {
         rc = werr_set(e, WERR_CONFIG, "--listen %s: %s", n->cfg.listen, uv_strerror(rc));
+    }
+    if (rc != 0) {
         uv_close((uv_handle_t *)&n->listener, listener_close_cb);
         wnode_close(n->wn, NULL, NULL);
         n->wn = NULL;
@@ -608,11 +913,14 @@ int node_start(struct node *n, struct werr *e)
     uv_timer_init(n->loop, &n->raft_poll);
     n->sig_term.data = n->sig_int.data = n->grace.data = n->flush.data = n;
     n->raft_poll.data = n;
-    n->open_handles = 5;
+    uv_signal_init(n->loop, &n->sig_hup);
+    n->sig_hup.data = n;
+    n->open_handles = 6;
     n->seen_state = -1;
     n->host.on_conn_freed = conn_freed_cb;
     uv_signal_start(&n->sig_term, signal_cb, SIGTERM);
     uv_signal_start(&n->sig_int, signal_cb, SIGINT);
+    uv_signal_start(&n->sig_hup, hup_cb, SIGHUP);
     uv_prepare_start(&n->flush, flush_cb);
     n->state = NODE_RUNNING;
 

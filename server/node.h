@@ -36,7 +36,9 @@
 #include "../common/err.h"
 #include "../grpc/grpc.h"
 #include "../consensus/node.h"
+#include "admission.h"
 #include "conn.h"
+#include "metrics.h"
 #include "svc.h"
 
 #define NODE_LISTEN_DEFAULT "127.0.0.1:7443"
@@ -101,6 +103,12 @@ struct node_config {
     unsigned election_timeout_ms;   /* 0 = WNODE_ELECTION_TIMEOUT_MS */
     unsigned snapshot_threshold;    /* 0 = WNODE_SNAPSHOT_THRESHOLD */
     unsigned snapshot_trailing;     /* 0 = WNODE_SNAPSHOT_TRAILING */
+    /* Observability and admission (issue 9; docs/metrics.md). */
+    const char *metrics_listen;  /* "ADDR:PORT", "off", or NULL: 127.0.0.1,
+                                    client port + 2, best effort */
+    unsigned rate_limit_rps;     /* per principal; 0 = no rate limit */
+    unsigned rate_limit_burst;
+    size_t max_inflight;
 };
 
 /* Fill cfg with the defaults above. */
@@ -151,6 +159,15 @@ struct node {
     struct grpc_router router;
     struct svc_ctx svc;
     struct conn_host host;
+
+    /* Issue 9: admission control, metrics, certificate reload. */
+    struct admission adm;
+    struct metrics metrics;
+    struct metrics_server msrv;
+    int metrics_on;                         /* msrv listening */
+    uv_signal_t sig_hup;                    /* reload TLS certificates */
+    uint64_t leader_changes;
+    uint64_t tls_reloads_ok, tls_reloads_failed;
 };
 
 /* Prepare certificates (dev mode), TLS, bind the listener, start the Raft
@@ -167,6 +184,14 @@ void node_stop(struct node *n);
 /* The bound TCP port (useful with --listen ADDR:0), or -1. Valid between
  * node_init and the listener's close. */
 int node_port(const struct node *n);
+/* SIGHUP: build a new server SSL_CTX from the same certificate, key and
+ * CA files and use it for connections accepted from now on; established
+ * connections keep theirs (each SSL holds a reference to its SSL_CTX).
+ * On failure the old context stays and the error is logged. Returns 0 or
+ * the tls_server_ctx_new error. */
+int node_reload_tls(struct node *n, struct werr *e);
+/* The metrics listener's bound port, or -1 when it is not listening. */
+int node_metrics_port(const struct node *n);
 /* After uv_run returned: free TLS. (The Raft node and its store closed
  * during shutdown, before the loop ended.) */
 void node_close(struct node *n);

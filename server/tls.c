@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <openssl/bn.h>
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
@@ -241,4 +242,33 @@ int tls_failure(SSL *ssl, int ret, const struct tls_peer *peer, struct werr *e)
         return werr_set(e, WERR_TLS, "%s", lib);
     }
     return werr_set(e, WERR_TLS, "SSL error %d", serr);
+}
+
+void tls_ctx_cert_info(SSL_CTX *ctx, char *serial, size_t serial_cap,
+                       char *not_after, size_t not_after_cap)
+{
+    snprintf(serial, serial_cap, "?");
+    snprintf(not_after, not_after_cap, "?");
+    X509 *x = ctx != NULL ? SSL_CTX_get0_certificate(ctx) : NULL;
+    if (x == NULL) {
+        return;
+    }
+    BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), NULL);
+    char *hex = bn != NULL ? BN_bn2hex(bn) : NULL;
+    if (hex != NULL) {
+        snprintf(serial, serial_cap, "%s", hex);
+    }
+    OPENSSL_free(hex);
+    BN_free(bn);
+    BIO *b = BIO_new(BIO_s_mem());
+    if (b != NULL && ASN1_TIME_print(b, X509_get0_notAfter(x)) == 1) {
+        char buf[64];
+        int n = BIO_read(b, buf, (int)sizeof buf - 1);
+        if (n > 0) {
+            buf[n] = '\0';
+            snprintf(not_after, not_after_cap, "%s", buf);
+        }
+    }
+    BIO_free(b);
+    ERR_clear_error();
 }

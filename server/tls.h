@@ -64,6 +64,12 @@ int tls_ssl_new(SSL_CTX *ctx, struct tls_peer *peer, SSL **out, BIO **rbio,
  * reason. */
 int tls_cert_principal(X509 *cert, struct principal *out, struct werr *e);
 
+/* The serial number (upper-case hex) and notAfter (OpenSSL's text form)
+ * of the server certificate in ctx, for logs after a (re)load. Writes "?"
+ * when unknown. */
+void tls_ctx_cert_info(SSL_CTX *ctx, char *serial, size_t serial_cap,
+                       char *not_after, size_t not_after_cap);
+
 /* Describe why an SSL call that returned ret failed: pops the OpenSSL error
  * queue and adds the verify result / ALPN / principal reason from peer.
  * Always returns WERR_TLS (clears the error queue). peer may be NULL. */
