@@ -91,7 +91,7 @@ const char cli_usage_text[] =
     "  certs init-ca --out DIR [--cn NAME] [--days N]   offline: new EC P-256 CA\n"
     "  certs issue --ca-dir DIR --role R --name N [--ip IP]... [--dns NAME]...\n"
     "        [--days N] --out PREFIX      offline: PREFIX.pem, PREFIX-key.pem;\n"
-    "                                     role peer: name n<ID>, at least one --ip\n"
+    "                                     role peer: name n<ID>, --ip or --dns\n"
     "  top [--interval D] [--iterations N | --once] [--cluster-json FILE]\n"
     "        [--metrics URL[,URL...]]     live Cluster.Status of every endpoint\n"
     "  Durations: 500ms, 30s, 15m, 4h (a bare number is seconds). Ratios: 95%,\n"

@@ -106,10 +106,10 @@ int pki_leaf_check(const struct pki_leaf_spec *s, struct werr *e)
                             "peer name \"%s\": want n<ID> with the node's raft "
                             "id (n1, n2, ...)", s->name);
         }
-        if (s->n_ips == 0) {
+        if (s->n_ips == 0 && s->n_dns == 0) {
             return werr_set(e, WERR_INVALID,
-                            "peer certificate: at least one --ip (the address "
-                            "clients and peers dial) is required");
+                            "peer certificate: at least one --ip or --dns (the "
+                            "address clients dial) is required");
         }
     } else if (s->n_ips > 0 || s->n_dns > 0) {
         return werr_set(e, WERR_INVALID,

@@ -18,7 +18,8 @@
  * Identity (docs/security.md): every leaf carries exactly one SAN URI
  * warden://role/<role>/<name>. Role "peer" is a node: its name is n<ID>
  * (the raft server id, 1..4294967295, no leading zeros), it needs at least
- * one SAN IP, and its EKU is serverAuth+clientAuth because one certificate
+ * one SAN IP or DNS name (what clients verify when they dial it; the peer
+ * transport itself checks only the URI), and its EKU is serverAuth+clientAuth because one certificate
  * serves the gRPC port and both directions of the Raft peer transport.
  * Client roles (admin, operator, gateway, auditor, rollout) get clientAuth
  * only and no IP/DNS entries.
@@ -87,7 +88,7 @@ struct pki_issued {
  * rules; n<ID> for peer), IPs (inet_pton), DNS names (RFC 1035 letters,
  * digits, hyphens; no leading/trailing hyphen; no wildcard), days, and the
  * rule that only peer certificates carry IP/DNS entries and every peer
- * certificate has an IP. Returns 0 or WERR_INVALID. */
+ * certificate has an IP or a DNS name. Returns 0 or WERR_INVALID. */
 int pki_leaf_check(const struct pki_leaf_spec *s, struct werr *e);
 
 /* The subjectAltName value in OpenSSL's config syntax, e.g.

@@ -147,7 +147,9 @@ TEST(spec_checks)
     CHECK_EQ_INT(pki_leaf_check(&bad, &e), WERR_INVALID);
     CHECK(strstr(e.msg, "n<ID>") != NULL);
     bad = s;
-    bad.n_ips = 0;
+    bad.n_ips = 0; /* a DNS name alone will do (Kubernetes: pod IPs unknown) */
+    CHECK_EQ_INT(pki_leaf_check(&bad, &e), 0);
+    bad.n_dns = 0;
     CHECK_EQ_INT(pki_leaf_check(&bad, &e), WERR_INVALID);
     bad = s;
     bad.ips[0] = "10.0.0.300";
