@@ -241,7 +241,9 @@ class Server:
             except ServerError as ex:
                 last = ex
                 # Retry only when someone grabbed our port meanwhile.
-                if port is None and "in use" in self.log_text().lower():
+                text = self.log_text().lower()
+                if port is None and ("in use" in text or "raft_start" in text):
+                    self.peer_port = None
                     continue
                 raise
         raise last
@@ -249,8 +251,17 @@ class Server:
     def _start_once(self):
         log = os.path.join(self.tmp, "%s-%d.log" % (self.name, len(self.logs)))
         self.logs.append(log)
+        # The dev node's Raft port defaults to the client port + 1, which
+        # may belong to someone else; give it its own free port, kept for
+        # the life of this Server so restarts see the same address.
+        if not any(a.startswith("--peer-listen") for a in self.extra_args):
+            if getattr(self, "peer_port", None) is None:
+                self.peer_port = free_port()
+            peer = ["--peer-listen", "127.0.0.1:%d" % self.peer_port]
+        else:
+            peer = []
         self.cmd = [WARDEND, "--dev", "--data-dir", self.data_dir,
-                    "--listen", self.addr] + self.extra_args
+                    "--listen", self.addr] + peer + self.extra_args
         with open(log, "wb") as errf:
             self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL,
                                          stdout=errf, stderr=errf, cwd=self.tmp)
