@@ -119,6 +119,11 @@ def watcher_proc(cfg_q, n, conns, ready_q, stop_ev, out_q):
         for ch in chans:
             await ch.close()
         out_q.put({"seen": seen, "errors": errors[:5], "n_errors": len(errors)})
+        # grpc.aio's poller thread can hold asyncio.run's teardown for
+        # minutes: flush the result and leave without it.
+        out_q.close()
+        out_q.join_thread()
+        os._exit(0)
 
     asyncio.run(main())
 
