@@ -17,6 +17,7 @@
 #include <uv.h>
 
 #include "../common/log.h"
+#include "admin_offline.h"
 #include "cluster_cfg.h"
 #include "config.h"
 #include "devcerts.h"
@@ -29,6 +30,8 @@ static void usage(FILE *f)
             "       wardend --node-id N (--peers ID=PEER[/CLIENT],... | --join)\n"
             "               --tls-ca CA --tls-cert CERT --tls-key KEY [options]\n"
             "       wardend gen-certs --out DIR --node ID=IP [--node ID=IP ...]\n"
+            "       wardend recover|backup|restore ... (offline tools, docs/ops/;\n"
+            "               wardend recover --help)\n"
             "\n"
             "  --dev                     development mode: a one-node cluster (id 1);\n"
             "                            generate (first start) or reuse a CA, server,\n"
@@ -224,6 +227,10 @@ int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "gen-certs") == 0) {
         return gen_certs_main(argc - 1, argv + 1);
+    }
+    /* recover/backup/restore: offline tools (admin_offline.h). */
+    if (argc > 1 && admin_offline_is_cmd(argv[1])) {
+        return admin_offline_main(argc - 1, argv + 1);
     }
     static const struct option opts[] = {
         {"dev", no_argument, NULL, OPT_DEV},
