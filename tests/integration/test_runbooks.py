@@ -6,6 +6,9 @@ offline `wardend recover|backup|restore`).
   ReplaceDeadNodeTest  replace-dead-node.md
   QuorumLossTest       quorum-loss.md
   BackupRestoreTest    backup-restore.md
+  RotateCommandKeyTest rotate-command-key.md
+  NotYetPerformed      emergency-disable, revoke-device, release-keys,
+                       rollback-rollout: drafted, skipped with the reason
 
 Timings of the interesting intervals are printed to stderr.
 """
@@ -192,6 +195,86 @@ class BackupRestoreTest(ct.TestCase):
             raise
         finally:
             c.close()
+
+
+class RotateCommandKeyTest(ct.TestCase):
+    """docs/ops/rotate-command-key.md: Control/RotateCommandKey via
+    `wardenctl control key rotate`; envelopes signed before still verify
+    with the old key id's public key, new ones carry and verify with the new
+    key (and not with the old one)."""
+
+    def issue(self, c, dev):
+        rc, out, err = ru.wardenctl(c, "--json", "control", "issue", dev, "--payload-hex", "00")
+        import json
+        return json.loads(out)
+
+    def pubkey(self, c, kid):
+        rc, out, err = ru.wardenctl(c, "--json", "control", "key", "get", "--key-id", kid)
+        import json
+        return json.loads(out)["public_key"]
+
+    def verify(self, c, env, key_hex, dev):
+        cmd = [wt.WARDENCTL, "verify-command", "--envelope-hex", env["envelope"],
+               "--signature-hex", env["signature"], "--pubkey-hex", key_hex,
+               "--device", dev, "--key-epoch", str(env["key_epoch"]), "--last-seq", "0"]
+        r = ct.subprocess.run(cmd, capture_output=True, timeout=ru.CLI_TIMEOUT_S)
+        return r.returncode, (r.stdout + r.stderr).decode(errors="replace")
+
+    def test_rotate_command_key(self):
+        c = ct.Cluster(n=1, name="rb-ckey")
+        try:
+            c.start()
+            c.wait_leader()
+            dev = ru.enroll(c, "rb-ck", 1)[0]
+            ru.wardenctl(c, "device", "state", dev, "ACTIVE", "--reason", "runbook")
+            old = self.issue(c, dev)
+            kid_old = old["key_id"]
+            kid_new = kid_old + "-r2"
+            ru.wardenctl(c, "control", "key", "rotate", "--key-id", kid_new)
+            new = self.issue(c, dev)
+            self.assertEqual(new["key_id"], kid_new)
+            pk_old, pk_new = self.pubkey(c, kid_old), self.pubkey(c, kid_new)
+            self.assertNotEqual(pk_old, pk_new)
+            rc, out = self.verify(c, old, pk_old, dev)
+            self.assertEqual(rc, 0, "old envelope with old key: " + out)
+            rc, out = self.verify(c, new, pk_new, dev)
+            self.assertEqual(rc, 0, "new envelope with new key: " + out)
+            rc, out = self.verify(c, new, pk_old, dev)
+            self.assertNotEqual(rc, 0, "new envelope verified with the OLD key: " + out)
+            # Key ids are never reused.
+            rc, out, err = ru.wardenctl(c, "control", "key", "rotate", "--key-id", kid_old,
+                                        check=False)
+            self.assertNotEqual(rc, 0, out + err)
+        except BaseException:
+            c.dump()
+            raise
+        finally:
+            c.close()
+
+
+NOT_DONE = ("runbook drafted but not yet performed here: the session that "
+            "wrote test_runbooks.py ran out of its time box before this test "
+            "(the service it needs is wired)")
+
+
+class NotYetPerformed(ct.TestCase):
+    """Runbooks drafted in docs/ops/ without an automated run yet."""
+
+    @ct.unittest.skip("emergency-disable.md: " + NOT_DONE)
+    def test_emergency_disable(self):
+        pass
+
+    @ct.unittest.skip("revoke-device.md: " + NOT_DONE)
+    def test_revoke_device(self):
+        pass
+
+    @ct.unittest.skip("release-keys.md: " + NOT_DONE)
+    def test_release_keys(self):
+        pass
+
+    @ct.unittest.skip("rollback-rollout.md: " + NOT_DONE)
+    def test_rollback_rollout(self):
+        pass
 
 
 def main():
