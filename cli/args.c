@@ -30,9 +30,9 @@ const char cli_usage_text[] =
     "        [--attestation-digest HEX] [--idempotency-key K]       (admin)\n"
     "  device rebind ID GATEWAY [--idempotency-key K]\n"
     "  device rotate-nonce ID             issue a key-rotation nonce\n"
-    "  device rotate-key ID --private-key-file PEM [--key-alg A]\n"
-    "        [--public-key-hex HEX | --public-key-file PEM] [--idempotency-key K]\n"
-    "                                     nonce, proof of possession, rotate\n"
+    "  device rotate-key ID --private-key-file NEW_PEM --current-key-file PEM\n"
+    "        [--key-alg A] [--public-key-hex HEX | --public-key-file PEM]\n"
+    "        [--idempotency-key K]        nonce, both keys sign, rotate\n"
     "  device enroll-batch FILE [--batch-size N] [--idempotency-key K]\n"
     "                                     JSON lines -> EnrollDevices\n"
     "  telemetry submit DEVICE --key-epoch N --counter C\n"
@@ -279,7 +279,8 @@ enum flag_id {
     F_PAGE_SIZE, F_PAGE_TOKEN, F_ALL, F_SPARE_ONLY, F_VERBOSE,
     F_FROM, F_TO, F_MAX, F_ENV_HEX, F_ENV_FILE, F_SIG_HEX, F_CPK_HEX,
     F_CPK_FILE, F_DEVICE, F_KEY_EPOCH, F_LAST_SEQ, F_COUNTER, F_PAYLOAD_HEX,
-    F_PAYLOAD_FILE, F_KEY_ID, F_REASON, F_PRIV_FILE, F_BATCH_SIZE,
+    F_PAYLOAD_FILE, F_KEY_ID, F_REASON, F_PRIV_FILE, F_CUR_KEY_FILE,
+    F_BATCH_SIZE,
     /* issues 5 and 6 */
     F_SELECTOR, F_PURPOSE, F_APPROVALS, F_REVIEWER_ROLES, F_MAX_DURATION,
     F_MAX_USES, F_PENDING_TTL, F_LOCK_LAG, F_RETENTION, F_PROTOCOL, F_PORT,
@@ -410,6 +411,7 @@ static const struct flag flags[] = {
      M(CLI_CMD_DEVICE_STATE) | M_AREQ | M_AREVOKE | M_ALOCK | M_AUNLOCK | M_KREV |
          M_RCREATE | M_OTRANS},
     {"private-key-file", F_PRIV_FILE, 1, M_ROTKEY | M_TLM | M_SIGNS},
+    {"current-key-file", F_CUR_KEY_FILE, 1, M_ROTKEY},
     {"batch-size", F_BATCH_SIZE, 1, M(CLI_CMD_DEVICE_ENROLL_BATCH)},
     /* issue 5: access */
     {"selector", F_SELECTOR, 1, M_AREQ | M_ALOCK | M_OCREATE},
@@ -1077,6 +1079,9 @@ static int apply_flag(struct cli_args *a, const struct flag *f, const char *v,
     case F_PRIV_FILE:
         a->private_key_file = v;
         return 0;
+    case F_CUR_KEY_FILE:
+        a->current_key_file = v;
+        return 0;
     case F_BATCH_SIZE: {
         uint64_t n = 0;
         if (cli_u64_parse(v, &n) != 0 || n < 1 || n > CLI_BATCH_MAX) {
@@ -1404,6 +1409,11 @@ static int finish_cmd(struct cli_args *a, struct werr *e)
             return werr_set(e, WERR_INVALID,
                             "device rotate-key: --private-key-file is required "
                             "(the new key signs the proof of possession)");
+        }
+        if (a->current_key_file == NULL) {
+            return werr_set(e, WERR_INVALID,
+                            "device rotate-key: --current-key-file is required "
+                            "(the device's current key consents to the rotation)");
         }
         if (a->public_key_len > 0 && a->public_key_file != NULL) {
             return werr_set(e, WERR_INVALID,

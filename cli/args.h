@@ -232,7 +232,8 @@ struct cli_args {
     const char *payload_hex, *payload_file;
     const char *key_id;            /* control key --key-id */
     const char *reason;            /* device state --reason */
-    const char *private_key_file;  /* rotate-key, telemetry submit */
+    const char *private_key_file;  /* rotate-key (the new key), telemetry submit */
+    const char *current_key_file;  /* rotate-key: the device's current key */
     uint32_t batch_size;           /* enroll-batch; 0 = CLI_BATCH_MAX */
 
     /* issue 5: access. Positional ids (REQ, GRANT, LOCK) go to target. */

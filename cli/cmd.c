@@ -14,6 +14,7 @@
 #include "grpc/health/v1/health.pb-c.h"
 #include "../domain/audit_chain.h"
 #include "../domain/ctl_envelope.h"
+#include "../domain/devkey.h"
 #include "auditfile.h"
 #include "json.h"
 #include "offline.h"
@@ -626,20 +627,28 @@ static int cmd_device_rotate_nonce(const struct cli_args *a, struct cli_client *
     return 0;
 }
 
-/* Fetch a nonce, sign the proof of possession with the new private key
- * (docs/freshness.md), rotate. */
+/* Fetch a nonce, then sign the rotation message (docs/freshness.md) twice:
+ * with the new private key (proof of possession) and with the device's
+ * current one (consent), and rotate. The message binds the new public key
+ * in canonical form, computed here with the domain's own parser so it is
+ * byte-for-byte what the server rebuilds. */
 static int cmd_device_rotate_key(const struct cli_args *a, struct cli_client *c,
                                  FILE *out, FILE *err)
 {
     struct werr e;
-    struct cli_privkey *k = NULL;
+    struct cli_privkey *k = NULL, *cur = NULL;
     if (cli_privkey_from_file(a->private_key_file, &k, &e) != 0) {
         return report(err, GRPC_STATUS_INVALID_ARGUMENT, e.msg);
     }
     int rc = 0;
+    if (cli_privkey_from_file(a->current_key_file, &cur, &e) != 0) {
+        rc = report(err, GRPC_STATUS_INVALID_ARGUMENT, e.msg);
+        goto out_free_key;
+    }
     enum cli_key_alg alg = cli_privkey_alg(k);
-    uint8_t key[CLI_PUBKEY_MAX], sig[CLI_SIG_MAX], msg[CLI_ROTATE_MSG_MAX];
-    size_t key_len = 0, sig_len = 0;
+    uint8_t key[CLI_PUBKEY_MAX], sig[CLI_SIG_MAX], cur_sig[CLI_SIG_MAX],
+        msg[CLI_ROTATE_MSG_MAX];
+    size_t key_len = 0, sig_len = 0, cur_sig_len = 0;
     if (a->key_alg != CLI_KEY_ALG_NONE && a->key_alg != alg) {
         rc = report(err, GRPC_STATUS_INVALID_ARGUMENT,
                     "--key-alg does not match the private key's algorithm");
@@ -656,19 +665,31 @@ static int cmd_device_rotate_key(const struct cli_args *a, struct cli_client *c,
         rc = report(err, GRPC_STATUS_INVALID_ARGUMENT, e.msg);
         goto out_free_key;
     }
+    struct devkey canon;
+    if (devkey_parse((int)alg, key, key_len, &canon, &e) != 0) {
+        rc = report(err, GRPC_STATUS_INVALID_ARGUMENT, e.msg);
+        goto out_free_key;
+    }
     Warden__V1__IssueRotationNonceResponse *nr = NULL;
     rc = get_nonce(a, c, &nr, err);
     if (rc != 0) {
         goto out_free_key;
     }
-    size_t mlen = cli_rotate_message(a->device_id, nr->new_key_epoch,
-                                     nr->nonce.data, msg, sizeof msg);
+    size_t mlen = nr->new_key_epoch < 2
+                      ? 0
+                      : cli_rotate_message(a->device_id, nr->new_key_epoch - 1,
+                                           nr->new_key_epoch, canon.canon,
+                                           canon.canon_len, nr->nonce.data, msg,
+                                           sizeof msg);
     protobuf_c_message_free_unpacked(&nr->base, NULL);
     if (mlen == 0) {
-        rc = report(err, GRPC_STATUS_INVALID_ARGUMENT, "device ID too long");
+        rc = report(err, GRPC_STATUS_INVALID_ARGUMENT,
+                    "device ID too long, or the server sent key epoch 0");
         goto out_free_key;
     }
-    if (cli_privkey_sign(k, msg, mlen, sig, sizeof sig, &sig_len, &e) != 0) {
+    if (cli_privkey_sign(k, msg, mlen, sig, sizeof sig, &sig_len, &e) != 0 ||
+        cli_privkey_sign(cur, msg, mlen, cur_sig, sizeof cur_sig, &cur_sig_len,
+                         &e) != 0) {
         rc = report(err, GRPC_STATUS_INTERNAL, e.msg);
         goto out_free_key;
     }
@@ -677,8 +698,10 @@ static int cmd_device_rotate_key(const struct cli_args *a, struct cli_client *c,
     req.key_algorithm = (Warden__V1__KeyAlgorithm)alg;
     req.public_key.data = key;
     req.public_key.len = key_len;
-    req.signature.data = sig;
-    req.signature.len = sig_len;
+    req.new_key_signature.data = sig;
+    req.new_key_signature.len = sig_len;
+    req.current_key_signature.data = cur_sig;
+    req.current_key_signature.len = cur_sig_len;
     req.idempotency_key = idem(a);
     ProtobufCMessage *m = NULL;
     rc = call(a, c, mut_class(a), "/warden.v1.Inventory/RotateDeviceKey", &req.base,
@@ -688,6 +711,7 @@ static int cmd_device_rotate_key(const struct cli_args *a, struct cli_client *c,
                                a, out, err);
     }
 out_free_key:
+    cli_privkey_free(cur);
     cli_privkey_free(k);
     return rc;
 }

@@ -20,19 +20,23 @@ struct cli_privkey {
     enum cli_key_alg alg;
 };
 
-size_t cli_rotate_message(const char *device_id, uint64_t new_key_epoch,
+size_t cli_rotate_message(const char *device_id, uint64_t cur_key_epoch,
+                          uint64_t new_key_epoch, const uint8_t *new_key,
+                          size_t new_key_len,
                           const uint8_t nonce[CLI_NONCE_LEN], uint8_t *buf,
                           size_t cap)
 {
     size_t n = strlen(device_id);
-    if (n > CLI_DEVICE_ID_MAX) {
+    if (n > CLI_DEVICE_ID_MAX || new_key_len > CLI_CANON_KEY_MAX) {
         return 0;
     }
     struct canon_w w;
     canon_w_init(&w, buf, cap);
     canon_raw(&w, CLI_ROTATE_TAG, sizeof CLI_ROTATE_TAG - 1);
     canon_bytes(&w, device_id, n);
+    canon_u64(&w, cur_key_epoch);
     canon_u64(&w, new_key_epoch);
+    canon_bytes(&w, new_key, new_key_len);
     canon_raw(&w, nonce, CLI_NONCE_LEN);
     return w.overflow ? 0 : w.len;
 }

@@ -1,5 +1,6 @@
 /* lifecycle.c - the device lifecycle state table, re-enroll, rebind and
- * key rotation with proof of possession (contract: lifecycle.h). */
+ * key rotation with proof of possession and current-key consent (contract:
+ * lifecycle.h). */
 #include "lifecycle.h"
 
 #include <stdio.h>
@@ -256,19 +257,24 @@ int lc_rebind(struct inv *inv, struct store_txn *t, const struct dom_ctx *ctx,
 
 /* ---- key rotation ---------------------------------------------------------*/
 
-size_t lc_rotate_message(const char *device_id, uint64_t new_epoch,
-                         const uint8_t nonce[LC_NONCE_LEN], uint8_t *buf,
-                         size_t cap)
+size_t lc_rotate_message(const char *device_id, uint64_t cur_epoch,
+                         uint64_t new_epoch, const uint8_t *new_key,
+                         size_t new_key_len, const uint8_t nonce[LC_NONCE_LEN],
+                         uint8_t *buf, size_t cap)
 {
     size_t n = strlen(device_id);
-    if (n > INV_DEVICE_ID_MAX) {
+    if (n > INV_DEVICE_ID_MAX || new_key_len > DEVKEY_CANON_MAX) {
         return 0;
     }
     struct canon_w w;
     canon_w_init(&w, buf, cap);
     canon_raw(&w, LC_ROTATE_TAG, sizeof LC_ROTATE_TAG - 1);
     canon_bytes(&w, device_id, n);
+    canon_u64(&w, cur_epoch);
     canon_u64(&w, new_epoch);
+    /* The key's length also names its algorithm (32 Ed25519, 65 P-256),
+     * so the message cannot be read as another algorithm's key. */
+    canon_bytes(&w, new_key, new_key_len);
     canon_raw(&w, nonce, LC_NONCE_LEN);
     return w.overflow ? 0 : w.len;
 }
@@ -380,16 +386,44 @@ int lc_rotate_key(struct inv *inv, struct store_txn *t,
         goto err_free;
     }
     uint8_t msg[LC_ROTATE_MSG_MAX];
-    size_t mlen = lc_rotate_message(req->device_id, d->key_epoch + 1, nonce,
-                                    msg, sizeof msg);
+    size_t mlen =
+        lc_rotate_message(req->device_id, d->key_epoch, d->key_epoch + 1,
+                          key.canon, key.canon_len, nonce, msg, sizeof msg);
     if (mlen == 0) {
         rc = werr_set(e, WERR_INTERNAL, "rotate: message encoding");
         goto err_free;
     }
-    /* Proof of possession: the NEW key signs (id, new epoch, nonce). */
+    /* Two signatures over the same message. The new key proves possession;
+     * the current key consents. Without the second, any principal allowed
+     * to rotate (a bound gateway, say) could swap in a key it generated
+     * and then sign telemetry and reports as the device. Both are checked
+     * even if the caller is an admin: a lost key is ReEnroll's job. */
+    if (req->new_key_signature.len == 0) {
+        rc = werr_set(e, WERR_PERM,
+                      "rotate %s: new_key_signature (proof of possession) is "
+                      "missing", req->device_id);
+        goto err_free;
+    }
+    if (req->current_key_signature.len == 0) {
+        rc = werr_set(e, WERR_PERM,
+                      "rotate %s: current_key_signature (consent by the "
+                      "device's key of epoch %llu) is missing",
+                      req->device_id, (unsigned long long)d->key_epoch);
+        goto err_free;
+    }
     if ((rc = devkey_verify(key.alg, key.canon, key.canon_len, msg, mlen,
-                            req->signature.data, req->signature.len, e)) != 0) {
-        werr_wrap(e, "rotate %s: proof of possession", req->device_id);
+                            req->new_key_signature.data,
+                            req->new_key_signature.len, e)) != 0) {
+        werr_wrap(e, "rotate %s: proof of possession by the new key",
+                  req->device_id);
+        goto err_free;
+    }
+    if ((rc = devkey_verify((int)d->key_algorithm, d->public_key.data,
+                            d->public_key.len, msg, mlen,
+                            req->current_key_signature.data,
+                            req->current_key_signature.len, e)) != 0) {
+        werr_wrap(e, "rotate %s: consent by the current key (epoch %llu)",
+                  req->device_id, (unsigned long long)d->key_epoch);
         goto err_free;
     }
     if ((rc = inv__set_key(d, key.alg, key.canon, key.canon_len,

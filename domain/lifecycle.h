@@ -1,6 +1,7 @@
 /* lifecycle.h - device lifecycle as an explicit state table, and the
  * identity-changing operations: state change, re-enroll, rebind, and key
- * rotation with proof of possession (issue 4).
+ * rotation with proof of possession and the current key's consent
+ * (issue 4).
  *
  * The table (dqlite's sm.h habit: a table of allowed transitions, checked
  * in one place):
@@ -33,6 +34,7 @@
 
 #include "../common/err.h"
 #include "../storage/store.h"
+#include "devkey.h"
 #include "dom.h"
 #include "inventory.h"
 
@@ -44,10 +46,16 @@
  * seconds to minutes: long enough for a device round trip through its
  * gateway, short enough that a leaked nonce soon dies. */
 #define LC_NONCE_TTL_ENTRIES 10000u
-#define LC_ROTATE_TAG "warden.rotate.v1"
-/* "warden.rotate.v1" || u32 len || id || u64 epoch || nonce */
+/* Version 2 of the rotation message (docs/freshness.md). v1 was signed by
+ * the new key only, so a compromised gateway could rotate a bound device
+ * to a key it generated; v2 is also signed by the current key, and binds
+ * the new key itself. The tag changed so no v1 signature verifies. */
+#define LC_ROTATE_TAG "warden.rotate.v2"
+/* "warden.rotate.v2" || u32 len || id || u64 current epoch || u64 new epoch
+ * || u32 len || canonical new key || nonce */
 #define LC_ROTATE_MSG_MAX                                                  \
-    (sizeof LC_ROTATE_TAG - 1 + 4 + INV_DEVICE_ID_MAX + 8 + LC_NONCE_LEN)
+    (sizeof LC_ROTATE_TAG - 1 + 4 + INV_DEVICE_ID_MAX + 8 + 8 + 4 +        \
+     DEVKEY_CANON_MAX + LC_NONCE_LEN)
 
 /* 1 if from -> to is in the table, else 0. States are DeviceState values. */
 int lc_transition_allowed(int from, int to);
@@ -93,22 +101,31 @@ int lc_issue_nonce(struct inv *inv, struct store_txn *t,
                    Warden__V1__IssueRotationNonceResponse *out,
                    struct werr *e);
 
-/* RotateDeviceKey (admin, operator, the device's gateway). The new key
- * must sign lc_rotate_message(id, key_epoch + 1, nonce).
+/* RotateDeviceKey (admin, operator, the device's gateway). With m =
+ * lc_rotate_message(id, key_epoch, key_epoch + 1, canonical new key,
+ * nonce), req->new_key_signature must verify over m with the NEW key
+ * (proof of possession) and req->current_key_signature with the device's
+ * CURRENT key (consent). Neither the caller's role nor its gateway binding
+ * can stand in for the current key: whoever lost it uses ReEnroll (admin).
  * Errors: WERR_PRECOND (no nonce, nonce expired, nonce issued for another
- * epoch, device REVOKED), WERR_PERM (signature does not verify with the
- * new key, or role/binding), WERR_INVALID (bad key, same key as now). On
- * success key_epoch + 1 and the nonce is consumed. */
+ * epoch, device REVOKED), WERR_PERM (either signature missing or not
+ * verifying, or role/binding), WERR_INVALID (bad key, same key as now). On
+ * success key_epoch + 1 and the nonce is consumed; on any error nothing is
+ * written and the caller aborts the txn, so the nonce stays. */
 int lc_rotate_key(struct inv *inv, struct store_txn *t,
                   const struct dom_ctx *ctx,
                   const Warden__V1__RotateDeviceKeyRequest *req,
                   Warden__V1__Device **out, struct werr *e);
 
-/* The canonical proof-of-possession message. Pure (devices and tests use
- * it). Returns its length, or 0 if id is too long or cap too small. */
-size_t lc_rotate_message(const char *device_id, uint64_t new_epoch,
-                         const uint8_t nonce[LC_NONCE_LEN], uint8_t *buf,
-                         size_t cap);
+/* The canonical rotation message. Pure (devices and tests use it).
+ * new_key (borrowed) is the new public key in canonical form
+ * (devkey_parse(): Ed25519 32 raw bytes, P-256 the 65-byte point), at most
+ * DEVKEY_CANON_MAX bytes. Returns the length, or 0 if id or key is too
+ * long or cap too small. */
+size_t lc_rotate_message(const char *device_id, uint64_t cur_epoch,
+                         uint64_t new_epoch, const uint8_t *new_key,
+                         size_t new_key_len, const uint8_t nonce[LC_NONCE_LEN],
+                         uint8_t *buf, size_t cap);
 
 /* Rejected-transition counters (inv.counters "lc.rej" || from || to),
  * exported as metrics. add: write txn. */

@@ -2,7 +2,8 @@
 the middle of a mixed workload.
 
   (a) identical ledgers: after enrolls, state changes (allowed and
-      rejected), a key rotation with proof of possession, telemetry, command
+      rejected), a key rotation (new key alone refused, then signed by the
+      new and the current key), telemetry, command
       issues, wrong-role and wrong-gateway denials, and a stream of keyed
       enrolls that runs through the kill, the old leader is restarted and
       every node reports the same Audit.Head (Head is always local) at the
@@ -202,7 +203,8 @@ class ClusterIdentityTest(ct.TestCase):
         p256 = ti.Key(inv.KEY_ALGORITHM_ECDSA_P256, self.keydir)
         d_tel = self.enroll(ed)
         d_cmd = self.enroll(p256)
-        d_rot = self.enroll(ti.Key(inv.KEY_ALGORITHM_ED25519, self.keydir))
+        rot_old = ti.Key(inv.KEY_ALGORITHM_ED25519, self.keydir)
+        d_rot = self.enroll(rot_old)
         d_other = self.enroll(ed, gateway="other-gateway")
         d_prov = self.enroll(ed, active=False)
         # Rejected transition (audited REJECTED), and a quarantine round trip.
@@ -210,12 +212,22 @@ class ClusterIdentityTest(ct.TestCase):
                             S.DEVICE_STATE_QUARANTINED)
         self.set_state(d_rot, S.DEVICE_STATE_QUARANTINED)
         self.set_state(d_rot, S.DEVICE_STATE_ACTIVE)
-        # Key rotation with proof of possession (signed by the new key).
+        # Key rotation: the new key proves possession and the device's
+        # current key consents (docs/freshness.md). The new key alone (what
+        # a compromised gateway can produce) is refused, audited DENIED on
+        # every node, and leaves the nonce usable.
         n = self.call(NONCE, inv.IssueRotationNonceRequest(device_id=d_rot), role="gateway")
         new = ti.Key(inv.KEY_ALGORITHM_ED25519, self.keydir)
+        msg = ti.rotate_message(d_rot, n.new_key_epoch, new, n.nonce)
+        pop = new.sign(msg)
+        self.assertRpcError(SC.PERMISSION_DENIED, self.call, ROTATE,
+                            inv.RotateDeviceKeyRequest(
+                                device_id=d_rot, key_algorithm=new.alg,
+                                public_key=new.public, new_key_signature=pop),
+                            role="gateway")
         r = self.call(ROTATE, inv.RotateDeviceKeyRequest(
             device_id=d_rot, key_algorithm=new.alg, public_key=new.public,
-            signature=new.sign(ti.rotate_message(d_rot, n.new_key_epoch, n.nonce))),
+            new_key_signature=pop, current_key_signature=rot_old.sign(msg)),
             role="gateway")
         self.assertEqual(r.device.key_epoch, 2)
         # Telemetry accepted by the old leader; 8 and 9 never sent.
@@ -359,6 +371,10 @@ class ClusterIdentityTest(ct.TestCase):
             self.assertIn(a, actions, A.Name(a))
         self.assertEqual(len([e for e in es if e.action == A.AUDIT_ACTION_COMMAND_ISSUE
                               and e.target == d_cmd]), 2)
+        # The refused new-key-only rotation, then the consented one.
+        self.assertEqual([e.outcome for e in es if e.action == A.AUDIT_ACTION_KEY_ROTATE
+                          and e.target == d_rot],
+                         [O.AUDIT_OUTCOME_DENIED, O.AUDIT_OUTCOME_OK])
         rejected = [e for e in es if e.target == d_prov and e.outcome == O.AUDIT_OUTCOME_REJECTED]
         self.assertEqual(len(rejected), 2)
 

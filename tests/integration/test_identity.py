@@ -5,10 +5,15 @@ What it shows, with real processes on loopback and python3-grpcio:
     exactly one COMMAND_KEY_ROTATE entry;
   - lifecycle over gRPC: every allowed transition OK, forbidden ones
     FAILED_PRECONDITION, one audit entry each (REJECTED for the refused);
-  - key rotation with proof of possession (Ed25519 and P-256, signed with
-    the openssl CLI): the gateway gets a server nonce, the new key signs it,
-    key_epoch goes up; telemetry signed with the old epoch is STALE_EPOCH; a
-    bad proof is PERMISSION_DENIED; a consumed nonce cannot be reused;
+  - key rotation (Ed25519, P-256 and across them, signed with the openssl
+    CLI): the gateway gets a server nonce, the new key (proof of
+    possession) and the device's current key (consent) both sign the v2
+    message, key_epoch goes up; telemetry signed with the old epoch is
+    STALE_EPOCH; the new key alone (the compromised-gateway attack), a
+    consent by another key or for another new key, and a replayed v1
+    message are PERMISSION_DENIED, audited DENIED, and leave the nonce
+    usable; a consumed nonce cannot be reused; `wardenctl device
+    rotate-key --current-key-file` does the same;
   - telemetry window: ACCEPTED, REPLAY, reordered within the window, the
     window boundary (h-1023 accepted, h-1024 TOO_OLD), STALE_EPOCH;
   - gateway binding: a gateway acting for a device bound elsewhere is
@@ -107,6 +112,10 @@ class Key:
             f.write(pem)
         der = wt._openssl("pkey", "-in", self.path, "-pubout", "-outform", "DER")
         self.public = der[-32:] if alg == inv.KEY_ALGORITHM_ED25519 else der
+        # The canonical form the rotation message binds: Ed25519 the raw 32
+        # bytes, P-256 the 65-byte uncompressed point (the SPKI's BIT
+        # STRING, which ends the DER).
+        self.canon = der[-32:] if alg == inv.KEY_ALGORITHM_ED25519 else der[-65:]
 
     def sign(self, msg):
         if self.alg == inv.KEY_ALGORITHM_ED25519:
@@ -123,7 +132,15 @@ def canon_bytes(b):
     return struct.pack(">I", len(b)) + b
 
 
-def rotate_message(device_id, new_epoch, nonce):
+def rotate_message(device_id, new_epoch, new_key, nonce):
+    """docs/freshness.md: what the new key AND the current key sign."""
+    return (b"warden.rotate.v2" + canon_bytes(device_id.encode())
+            + struct.pack(">QQ", new_epoch - 1, new_epoch)
+            + canon_bytes(new_key.canon) + nonce)
+
+
+def rotate_message_v1(device_id, new_epoch, nonce):
+    """The pre-fix message, signed by the new key only: must be refused."""
     return (b"warden.rotate.v1" + canon_bytes(device_id.encode())
             + struct.pack(">Q", new_epoch) + nonce)
 
@@ -275,8 +292,14 @@ class IdentityTest(wt.TestCase):
         want.append((A.AUDIT_ACTION_REENROLL, O.AUDIT_OUTCOME_OK))
         self.assertEqual(kinds, want)
 
-    def _rotation(self, alg):
-        old = Key(alg, self.keydir)
+    def rotate(self, did, new, new_sig, cur_sig):
+        return self.call("gateway", "/warden.v1.Inventory/RotateDeviceKey",
+                         inv.RotateDeviceKeyRequest(
+                             device_id=did, key_algorithm=new.alg, public_key=new.public,
+                             new_key_signature=new_sig, current_key_signature=cur_sig))
+
+    def _rotation(self, alg, cur_alg=None):
+        old = Key(cur_alg or alg, self.keydir)
         did = self.enroll(old)
         self.assertEqual(self.submit(did, old, 1, 1).result, R.TELEMETRY_RESULT_ACCEPTED)
         n = self.call("gateway", "/warden.v1.Inventory/IssueRotationNonce",
@@ -285,38 +308,76 @@ class IdentityTest(wt.TestCase):
         self.assertNotEqual(n.nonce[:13], b"client-chosen")  # leader-filled
         self.assertEqual(n.new_key_epoch, 2)
         new = Key(alg, self.keydir)
+        other = Key(alg, self.keydir)
+        msg = rotate_message(did, 2, new, n.nonce)
+        pop, consent = new.sign(msg), old.sign(msg)
+        PD = grpc.StatusCode.PERMISSION_DENIED
+        denied = 0
         # A proof signed by the OLD key does not prove the new one.
-        bad = old.sign(rotate_message(did, 2, n.nonce))
-        self.assertRpcError(grpc.StatusCode.PERMISSION_DENIED, self.call, "gateway",
-                            "/warden.v1.Inventory/RotateDeviceKey",
-                            inv.RotateDeviceKeyRequest(device_id=did, key_algorithm=alg,
-                                                       public_key=new.public, signature=bad))
-        sig = new.sign(rotate_message(did, 2, n.nonce))
-        r = self.call("gateway", "/warden.v1.Inventory/RotateDeviceKey",
-                      inv.RotateDeviceKeyRequest(device_id=did, key_algorithm=alg,
-                                                 public_key=new.public, signature=sig))
+        self.assertRpcError(PD, self.rotate, did, new, consent, consent)
+        denied += 1
+        # The compromised-gateway attack: the gateway's own new key proves
+        # possession, but the device's current key never signed.
+        self.assertRpcError(PD, self.rotate, did, new, pop, b"")
+        self.assertRpcError(PD, self.rotate, did, new, pop, other.sign(msg))
+        denied += 2
+        # The device consented to `other`; its consent does not cover `new`.
+        self.assertRpcError(PD, self.rotate, did, new, pop,
+                            old.sign(rotate_message(did, 2, other, n.nonce)))
+        denied += 1
+        # A replayed v1 message (new key only, old format), also with a v1
+        # signature by the current key.
+        v1 = rotate_message_v1(did, 2, n.nonce)
+        self.assertRpcError(PD, self.rotate, did, new, new.sign(v1), b"")
+        self.assertRpcError(PD, self.rotate, did, new, new.sign(v1), old.sign(v1))
+        denied += 2
+        # None of that consumed the nonce: both signatures rotate.
+        r = self.rotate(did, new, pop, consent)
         self.assertEqual(r.device.key_epoch, 2)
+        self.assertEqual(r.device.public_key, new.canon)
         # The nonce is consumed.
         newer = Key(alg, self.keydir)
-        self.assertRpcError(grpc.StatusCode.FAILED_PRECONDITION, self.call, "gateway",
-                            "/warden.v1.Inventory/RotateDeviceKey",
-                            inv.RotateDeviceKeyRequest(
-                                device_id=did, key_algorithm=alg, public_key=newer.public,
-                                signature=newer.sign(rotate_message(did, 3, n.nonce))))
+        m3 = rotate_message(did, 3, newer, n.nonce)
+        self.assertRpcError(grpc.StatusCode.FAILED_PRECONDITION, self.rotate, did,
+                            newer, newer.sign(m3), new.sign(m3))
         # The old key (epoch 1) is rejected from now on; the new one works.
         self.assertEqual(self.submit(did, old, 1, 2).result, R.TELEMETRY_RESULT_STALE_EPOCH)
         self.assertEqual(self.submit(did, new, 2, 3).result, R.TELEMETRY_RESULT_ACCEPTED)
         rot = [e for e in self.entries_for(did) if e.action == A.AUDIT_ACTION_KEY_ROTATE]
         self.assertEqual([(e.outcome, e.principal_name) for e in rot],
-                         [(O.AUDIT_OUTCOME_DENIED, "dev-gateway"),
-                          (O.AUDIT_OUTCOME_OK, "dev-gateway"),
-                          (O.AUDIT_OUTCOME_REJECTED, "dev-gateway")])
+                         [(O.AUDIT_OUTCOME_DENIED, "dev-gateway")] * denied
+                         + [(O.AUDIT_OUTCOME_OK, "dev-gateway"),
+                            (O.AUDIT_OUTCOME_REJECTED, "dev-gateway")])
+        return did, new
 
     def test_rotation_pop_ed25519(self):
         self._rotation(inv.KEY_ALGORITHM_ED25519)
 
     def test_rotation_pop_p256(self):
         self._rotation(inv.KEY_ALGORITHM_ECDSA_P256)
+
+    def test_rotation_across_algorithms(self):
+        self._rotation(inv.KEY_ALGORITHM_ECDSA_P256, cur_alg=inv.KEY_ALGORITHM_ED25519)
+
+    def test_rotate_key_cli(self):
+        """`wardenctl device rotate-key`: both keys sign; the new key alone
+        (the old attack) is refused before anything is sent."""
+        old = Key(inv.KEY_ALGORITHM_ED25519, self.keydir)
+        did = self.enroll(old)
+        new = Key(inv.KEY_ALGORITHM_ECDSA_P256, self.keydir)
+        other = Key(inv.KEY_ALGORITHM_ED25519, self.keydir)
+        base = ["--role", "gateway", "device", "rotate-key", did,
+                "--private-key-file", new.path]
+        self.ctl(*base, check=64)                        # no --current-key-file: usage
+        # A current key that is not the device's: PERMISSION_DENIED (exit 7).
+        self.ctl(*base, "--current-key-file", other.path, check=7)
+        self.ctl(*base, "--current-key-file", old.path, check=0)
+        d = self.call("gateway", "/warden.v1.Inventory/GetDevice",
+                      inv.GetDeviceRequest(device_id=did)).device
+        self.assertEqual((d.key_epoch, d.key_algorithm, d.public_key),
+                         (2, new.alg, new.canon))
+        self.assertEqual(self.submit(did, new, 2, 1).result, R.TELEMETRY_RESULT_ACCEPTED)
+        self.assertEqual(self.submit(did, old, 1, 2).result, R.TELEMETRY_RESULT_STALE_EPOCH)
 
     def test_telemetry_window(self):
         key = Key(inv.KEY_ALGORITHM_ED25519, self.keydir)

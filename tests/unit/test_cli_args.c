@@ -415,8 +415,17 @@ TEST(issue4_commands)
     CHECK_EQ_INT(PARSE(DEV, "device", "rotate-nonce", "plc-1"), 0);
     CHECK_EQ_INT(a.cmd, CLI_CMD_DEVICE_ROTATE_NONCE);
     CHECK(PARSE(DEV, "device", "rotate-key", "plc-1") != 0); /* no key file */
+    /* both keys sign: the new one alone is refused (docs/freshness.md) */
+    CHECK(PARSE(DEV, "device", "rotate-key", "plc-1", "--private-key-file",
+                "k.pem") != 0);
+    CHECK(PARSE(DEV, "device", "rotate-key", "plc-1", "--current-key-file",
+                "old.pem") != 0);
     CHECK_EQ_INT(PARSE(DEV, "device", "rotate-key", "plc-1", "--private-key-file",
-                       "k.pem"), 0);
+                       "k.pem", "--current-key-file", "old.pem"), 0);
+    CHECK_EQ_STR(a.private_key_file, "k.pem");
+    CHECK_EQ_STR(a.current_key_file, "old.pem");
+    CHECK(PARSE(DEV, "device", "rotate-nonce", "plc-1", "--current-key-file",
+                "old.pem") != 0);
     CHECK(PARSE(DEV, "device", "reenroll", "plc-1", "--key-alg", "ed25519") != 0);
     CHECK_EQ_INT(PARSE(DEV, "device", "enroll-batch", "f.jsonl", "--batch-size",
                        "10"), 0);

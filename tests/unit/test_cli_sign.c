@@ -1,4 +1,4 @@
-/* Tests for cli/sign.c: the proof-of-possession and telemetry messages the
+/* Tests for cli/sign.c: the key-rotation and telemetry messages the
  * CLI signs must be byte-for-byte the documented canonical forms
  * (docs/freshness.md), equal to the domain's own builders, and signatures
  * made with a PEM private key must verify with the domain's verifier
@@ -35,38 +35,65 @@ static size_t gen_pem(enum cli_key_alg alg, char *buf, size_t cap)
 
 TEST(rotate_message_is_the_documented_form)
 {
-    uint8_t nonce[CLI_NONCE_LEN];
+    uint8_t nonce[CLI_NONCE_LEN], key[32];
     for (size_t i = 0; i < sizeof nonce; i++) {
         nonce[i] = (uint8_t)(0xa0 + i);
     }
+    for (size_t i = 0; i < sizeof key; i++) {
+        key[i] = (uint8_t)(0x10 + i);
+    }
     uint8_t got[CLI_ROTATE_MSG_MAX], want[256];
-    size_t n = cli_rotate_message("plc-7", 0x0102030405060708ull, nonce, got,
-                                  sizeof got);
-    /* By hand, from the doc: raw tag || u32 BE len || id || u64 BE || nonce */
+    size_t n = cli_rotate_message("plc-7", 0x0102030405060707ull,
+                                  0x0102030405060708ull, key, sizeof key, nonce,
+                                  got, sizeof got);
+    /* By hand, from the doc: raw tag || u32 BE len || id || u64 BE current
+     * epoch || u64 BE new epoch || u32 BE len || key || nonce */
     size_t w = 0;
-    memcpy(want, "warden.rotate.v1", 16);
+    memcpy(want, "warden.rotate.v2", 16);
     w = 16;
     memcpy(want + w, "\x00\x00\x00\x05plc-7", 9);
     w += 9;
+    memcpy(want + w, "\x01\x02\x03\x04\x05\x06\x07\x07", 8);
+    w += 8;
     memcpy(want + w, "\x01\x02\x03\x04\x05\x06\x07\x08", 8);
     w += 8;
+    memcpy(want + w, "\x00\x00\x00\x20", 4);
+    w += 4;
+    memcpy(want + w, key, 32);
+    w += 32;
     memcpy(want + w, nonce, 32);
     w += 32;
     CHECK_EQ_INT(n, w);
     CHECK(memcmp(got, want, w) == 0);
-    /* And the domain's builder agrees, for several ids and epochs. */
+    /* And the domain's builder agrees, for several ids, epochs and key
+     * lengths (Ed25519 32, P-256 65). */
     static const char *const ids[] = {"", "a", "plc-0001", "x/y z"};
+    uint8_t point[65];
+    memset(point, 0x04, sizeof point);
     for (size_t i = 0; i < 4; i++) {
         uint8_t dom[LC_ROTATE_MSG_MAX];
-        size_t dn = lc_rotate_message(ids[i], i * 1000 + 1, nonce, dom, sizeof dom);
-        n = cli_rotate_message(ids[i], i * 1000 + 1, nonce, got, sizeof got);
+        size_t kl = i % 2 ? sizeof point : sizeof key;
+        const uint8_t *kp = i % 2 ? point : key;
+        size_t dn = lc_rotate_message(ids[i], i * 1000 + 1, i * 1000 + 2, kp, kl,
+                                      nonce, dom, sizeof dom);
+        n = cli_rotate_message(ids[i], i * 1000 + 1, i * 1000 + 2, kp, kl, nonce,
+                               got, sizeof got);
+        CHECK(n > 0);
         CHECK_EQ_INT(n, dn);
         CHECK(memcmp(got, dom, n) == 0);
     }
     char longid[CLI_DEVICE_ID_MAX + 2];
     memset(longid, 'a', sizeof longid - 1);
     longid[sizeof longid - 1] = '\0';
-    CHECK_EQ_INT(cli_rotate_message(longid, 1, nonce, got, sizeof got), 0);
+    CHECK_EQ_INT(cli_rotate_message(longid, 1, 2, key, sizeof key, nonce, got,
+                                    sizeof got), 0);
+    /* The longest id with the longest key fits the declared maximum. */
+    longid[CLI_DEVICE_ID_MAX] = '\0';
+    CHECK_EQ_INT(cli_rotate_message(longid, 1, 2, point, sizeof point, nonce,
+                                    got, sizeof got), CLI_ROTATE_MSG_MAX);
+    uint8_t big[DEVKEY_CANON_MAX + 1] = {0};
+    CHECK_EQ_INT(cli_rotate_message("a", 1, 2, big, sizeof big, nonce, got,
+                                    sizeof got), 0);
 }
 
 TEST(telemetry_message_matches_domain)
@@ -81,41 +108,69 @@ TEST(telemetry_message_matches_domain)
     CHECK(memcmp(got, "warden.telemetry.v1\x00\x00\x00\x05" "dev-1", 28) == 0);
 }
 
-/* Sign the PoP with a PEM private key; the domain verifier accepts it with
- * the derived public key, and refuses it for another epoch or nonce. */
-static void pop_roundtrip(enum cli_key_alg alg)
+/* The two rotation signatures, as `device rotate-key` makes them: the new
+ * key (a PEM of alg) proves possession and the current key (a PEM of
+ * cur_alg) consents, both over the message binding the new key's
+ * canonical form. The domain verifier accepts each with its own key over
+ * the domain's message, and refuses them for another epoch, nonce or new
+ * key. */
+static void pop_roundtrip(enum cli_key_alg alg, enum cli_key_alg cur_alg)
 {
-    char pem[4096];
+    char pem[4096], cpem[4096];
     size_t pl = gen_pem(alg, pem, sizeof pem);
-    CHECK(pl > 0);
-    struct cli_privkey *k = NULL;
+    size_t cpl = gen_pem(cur_alg, cpem, sizeof cpem);
+    CHECK(pl > 0 && cpl > 0);
+    struct cli_privkey *k = NULL, *cur = NULL;
     struct werr e;
     CHECK_EQ_INT(cli_privkey_from_pem(pem, pl, &k, &e), 0);
+    CHECK_EQ_INT(cli_privkey_from_pem(cpem, cpl, &cur, &e), 0);
     CHECK_EQ_INT(cli_privkey_alg(k), alg);
-    uint8_t pub[CLI_PUBKEY_MAX], sig[CLI_SIG_MAX], msg[CLI_ROTATE_MSG_MAX];
-    size_t publen = 0, siglen = 0;
+    uint8_t pub[CLI_PUBKEY_MAX], cpub[CLI_PUBKEY_MAX], sig[CLI_SIG_MAX],
+        csig[CLI_SIG_MAX], msg[CLI_ROTATE_MSG_MAX];
+    size_t publen = 0, cpublen = 0, siglen = 0, csiglen = 0;
     CHECK_EQ_INT(cli_privkey_public(k, pub, sizeof pub, &publen, &e), 0);
-    struct devkey dk;
+    CHECK_EQ_INT(cli_privkey_public(cur, cpub, sizeof cpub, &cpublen, &e), 0);
+    struct devkey dk, ck;
     CHECK_EQ_INT(devkey_parse((int)alg, pub, publen, &dk, &e), 0);
+    CHECK_EQ_INT(devkey_parse((int)cur_alg, cpub, cpublen, &ck, &e), 0);
     uint8_t nonce[32];
     memset(nonce, 7, sizeof nonce);
-    size_t ml = cli_rotate_message("plc-9", 2, nonce, msg, sizeof msg);
+    size_t ml = cli_rotate_message("plc-9", 1, 2, dk.canon, dk.canon_len, nonce,
+                                   msg, sizeof msg);
+    CHECK(ml > 0);
     CHECK_EQ_INT(cli_privkey_sign(k, msg, ml, sig, sizeof sig, &siglen, &e), 0);
-    CHECK_EQ_INT(devkey_verify(dk.alg, dk.canon, dk.canon_len, msg, ml, sig,
-                               siglen, &e), 0);
-    /* What the server checks: the domain's message for epoch 2. */
+    CHECK_EQ_INT(cli_privkey_sign(cur, msg, ml, csig, sizeof csig, &csiglen, &e),
+                 0);
+    /* What the server checks: the domain's message for epochs 1 -> 2. */
     uint8_t dom[LC_ROTATE_MSG_MAX];
-    size_t dl = lc_rotate_message("plc-9", 2, nonce, dom, sizeof dom);
+    size_t dl = lc_rotate_message("plc-9", 1, 2, dk.canon, dk.canon_len, nonce,
+                                  dom, sizeof dom);
     CHECK_EQ_INT(devkey_verify(dk.alg, dk.canon, dk.canon_len, dom, dl, sig,
                                siglen, &e), 0);
-    /* Another epoch or nonce: refused. */
-    dl = lc_rotate_message("plc-9", 3, nonce, dom, sizeof dom);
+    CHECK_EQ_INT(devkey_verify(ck.alg, ck.canon, ck.canon_len, dom, dl, csig,
+                               csiglen, &e), 0);
+    /* Each signature is its own key's: swapped, both refused. */
+    CHECK_EQ_INT(devkey_verify(ck.alg, ck.canon, ck.canon_len, dom, dl, sig,
+                               siglen, &e), WERR_PERM);
+    CHECK_EQ_INT(devkey_verify(dk.alg, dk.canon, dk.canon_len, dom, dl, csig,
+                               csiglen, &e), WERR_PERM);
+    /* Another epoch, another new key (the current key's consent names the
+     * new key), or another nonce: refused. */
+    dl = lc_rotate_message("plc-9", 2, 3, dk.canon, dk.canon_len, nonce, dom,
+                           sizeof dom);
     CHECK_EQ_INT(devkey_verify(dk.alg, dk.canon, dk.canon_len, dom, dl, sig,
                                siglen, &e), WERR_PERM);
+    dl = lc_rotate_message("plc-9", 1, 2, ck.canon, ck.canon_len, nonce, dom,
+                           sizeof dom);
+    CHECK_EQ_INT(devkey_verify(ck.alg, ck.canon, ck.canon_len, dom, dl, csig,
+                               csiglen, &e), WERR_PERM);
     nonce[0] ^= 1;
-    dl = lc_rotate_message("plc-9", 2, nonce, dom, sizeof dom);
+    dl = lc_rotate_message("plc-9", 1, 2, dk.canon, dk.canon_len, nonce, dom,
+                           sizeof dom);
     CHECK_EQ_INT(devkey_verify(dk.alg, dk.canon, dk.canon_len, dom, dl, sig,
                                siglen, &e), WERR_PERM);
+    CHECK_EQ_INT(devkey_verify(ck.alg, ck.canon, ck.canon_len, dom, dl, csig,
+                               csiglen, &e), WERR_PERM);
     /* Telemetry too. */
     uint8_t dg[32], tm[CLI_TELEMETRY_MSG_MAX];
     CHECK_EQ_INT(cli_sha256((const uint8_t *)"hello", 5, dg, &e), 0);
@@ -123,17 +178,24 @@ static void pop_roundtrip(enum cli_key_alg alg)
     CHECK_EQ_INT(cli_privkey_sign(k, tm, tl, sig, sizeof sig, &siglen, &e), 0);
     CHECK_EQ_INT(devkey_verify(dk.alg, dk.canon, dk.canon_len, tm, tl, sig,
                                siglen, &e), 0);
+    cli_privkey_free(cur);
     cli_privkey_free(k);
 }
 
 TEST(pop_ed25519)
 {
-    pop_roundtrip(CLI_KEY_ALG_ED25519);
+    pop_roundtrip(CLI_KEY_ALG_ED25519, CLI_KEY_ALG_ED25519);
 }
 
 TEST(pop_p256)
 {
-    pop_roundtrip(CLI_KEY_ALG_P256);
+    pop_roundtrip(CLI_KEY_ALG_P256, CLI_KEY_ALG_P256);
+}
+
+TEST(pop_across_algorithms)
+{
+    pop_roundtrip(CLI_KEY_ALG_P256, CLI_KEY_ALG_ED25519);
+    pop_roundtrip(CLI_KEY_ALG_ED25519, CLI_KEY_ALG_P256);
 }
 
 TEST(privkey_rejects)
@@ -161,6 +223,7 @@ int main(void)
     RUN(telemetry_message_matches_domain);
     RUN(pop_ed25519);
     RUN(pop_p256);
+    RUN(pop_across_algorithms);
     RUN(privkey_rejects);
     return unit_done();
 }

@@ -447,15 +447,26 @@ static int issue_nonce(struct wfsm *f, const char *id, uint8_t nonce[32],
     return run(f, &c, NULL);
 }
 
-static int rotate(struct wfsm *f, const char *id, const struct key *newk,
-                  uint64_t new_epoch, const uint8_t nonce[32])
+/* Sign the v2 rotation message (id, cur_epoch, new_epoch, bound's public
+ * key, nonce) with signer. Test keys hold their public key in canonical
+ * form already (Ed25519 raw, P-256 uncompressed point). 0 on failure. */
+static size_t rot_sign(const struct key *signer, const char *id,
+                       uint64_t cur_epoch, uint64_t new_epoch,
+                       const struct key *bound, const uint8_t nonce[32],
+                       uint8_t *sig, size_t cap)
 {
-    uint8_t msg[LC_ROTATE_MSG_MAX], sig[128];
-    size_t ml = lc_rotate_message(id, new_epoch, nonce, msg, sizeof msg);
-    size_t sl = key_sign(newk, msg, ml, sig, sizeof sig);
-    if (ml == 0 || sl == 0) {
-        return -2000;
-    }
+    uint8_t msg[LC_ROTATE_MSG_MAX];
+    size_t ml = lc_rotate_message(id, cur_epoch, new_epoch, bound->pub,
+                                  bound->pub_len, nonce, msg, sizeof msg);
+    return ml == 0 ? 0 : key_sign(signer, msg, ml, sig, cap);
+}
+
+/* RotateDeviceKey to newk as gw-a, with the given signatures (either may
+ * be empty). */
+static int rotate_sigs(struct wfsm *f, const char *id, const struct key *newk,
+                       const uint8_t *new_sig, size_t new_len,
+                       const uint8_t *cur_sig, size_t cur_len)
+{
     Warden__V1__Command c;
     cmd_init(&c, "gw-a", WROLE_GATEWAY);
     Warden__V1__RotateDeviceKeyRequest r = WARDEN__V1__ROTATE_DEVICE_KEY_REQUEST__INIT;
@@ -463,11 +474,69 @@ static int rotate(struct wfsm *f, const char *id, const struct key *newk,
     r.key_algorithm = (Warden__V1__KeyAlgorithm)newk->alg;
     r.public_key.data = (uint8_t *)newk->pub;
     r.public_key.len = newk->pub_len;
-    r.signature.data = sig;
-    r.signature.len = sl;
+    r.new_key_signature.data = (uint8_t *)new_sig;
+    r.new_key_signature.len = new_len;
+    r.current_key_signature.data = (uint8_t *)cur_sig;
+    r.current_key_signature.len = cur_len;
     c.op_case = WARDEN__V1__COMMAND__OP_ROTATE_DEVICE_KEY;
     c.rotate_device_key = &r;
     return run(f, &c, NULL);
+}
+
+/* The honest rotation: newk proves possession and curk (the device's
+ * current key) consents, both over (id, new_epoch - 1, new_epoch, newk,
+ * nonce). */
+static int rotate(struct wfsm *f, const char *id, const struct key *newk,
+                  const struct key *curk, uint64_t new_epoch,
+                  const uint8_t nonce[32])
+{
+    uint8_t ns[128], cs[128];
+    size_t nl = rot_sign(newk, id, new_epoch - 1, new_epoch, newk, nonce, ns,
+                         sizeof ns);
+    size_t cl = rot_sign(curk, id, new_epoch - 1, new_epoch, newk, nonce, cs,
+                         sizeof cs);
+    if (nl == 0 || cl == 0) {
+        return -2000;
+    }
+    return rotate_sigs(f, id, newk, ns, nl, cs, cl);
+}
+
+/* The v1 message ("warden.rotate.v1" || len || id || u64 new epoch ||
+ * nonce), built by hand: what a client of the old protocol signed. */
+static size_t v1_sign(const struct key *signer, const char *id,
+                      uint64_t new_epoch, const uint8_t nonce[32],
+                      uint8_t *sig, size_t cap)
+{
+    uint8_t m[16 + 4 + 64 + 8 + 32];
+    size_t n = strlen(id), w = 0;
+    memcpy(m, "warden.rotate.v1", 16);
+    w = 16;
+    for (int i = 3; i >= 0; i--) {
+        m[w++] = (uint8_t)(n >> (8 * i));
+    }
+    memcpy(m + w, id, n);
+    w += n;
+    for (int i = 7; i >= 0; i--) {
+        m[w++] = (uint8_t)(new_epoch >> (8 * i));
+    }
+    memcpy(m + w, nonce, 32);
+    w += 32;
+    return key_sign(signer, m, w, sig, cap);
+}
+
+/* The last audit entry is a DENIED KEY_ROTATE whose detail names `what`,
+ * and exactly one entry was added since h0. */
+static void check_rotate_denied(struct wfsm *f, uint64_t h0, const char *what)
+{
+    struct audit_rec r;
+    CHECK_EQ_INT(head(f, NULL), h0 + 1);
+    CHECK_EQ_INT(last_entry(f, &r), 0);
+    CHECK_EQ_INT(r.action, WARDEN__V1__AUDIT_ACTION__AUDIT_ACTION_KEY_ROTATE);
+    CHECK_EQ_INT(r.outcome, WARDEN__V1__AUDIT_OUTCOME__AUDIT_OUTCOME_DENIED);
+    if (strstr(r.detail, what) == NULL) {
+        fprintf(stderr, "detail %s: no \"%s\"\n", r.detail, what);
+        CHECK(0);
+    }
 }
 
 /* Submit telemetry signed by k claiming `epoch`; returns the result enum
@@ -528,18 +597,66 @@ static void rotation_for(int alg_old, int alg_new)
 
     uint8_t nonce[32], other[32];
     /* no nonce yet */
-    CHECK_EQ_INT(rotate(f, id, &k2, 2, nonce), WERR_PRECOND);
+    CHECK_EQ_INT(rotate(f, id, &k2, &k1, 2, nonce), WERR_PRECOND);
     CHECK_EQ_INT(issue_nonce(f, id, nonce, 0xa5), 0);
     /* signed over the wrong nonce, or by a key other than the new one */
     memset(other, 0x5a, sizeof other);
     uint64_t h0 = head(f, NULL);
-    CHECK_EQ_INT(rotate(f, id, &k2, 2, other), WERR_PERM);
-    CHECK_EQ_INT(head(f, NULL), h0 + 1);
+    CHECK_EQ_INT(rotate(f, id, &k2, &k1, 2, other), WERR_PERM);
+    check_rotate_denied(f, h0, "proof of possession");
     struct audit_rec r;
-    CHECK_EQ_INT(last_entry(f, &r), 0);
-    CHECK_EQ_INT(r.action, WARDEN__V1__AUDIT_ACTION__AUDIT_ACTION_KEY_ROTATE);
-    CHECK_EQ_INT(r.outcome, WARDEN__V1__AUDIT_OUTCOME__AUDIT_OUTCOME_DENIED);
-    CHECK_EQ_INT(rotate(f, id, &k2, 3, nonce), WERR_PERM); /* wrong epoch */
+    CHECK_EQ_INT(rotate(f, id, &k2, &k1, 3, nonce), WERR_PERM); /* wrong epoch */
+
+    /* The compromised-gateway attack: the gateway generated k2 and proves
+     * possession of it, but the device's current key k1 never consented.
+     * Without a current-key signature, or with one by a key other than
+     * k1 (the gateway's own k3), it is refused and audited. */
+    uint8_t ns[128], cs[128], xs[128];
+    size_t nl = rot_sign(&k2, id, 1, 2, &k2, nonce, ns, sizeof ns);
+    CHECK(nl > 0);
+    h0 = head(f, NULL);
+    CHECK_EQ_INT(rotate_sigs(f, id, &k2, ns, nl, NULL, 0), WERR_PERM);
+    check_rotate_denied(f, h0, "current_key_signature");
+    size_t xl = rot_sign(&k3, id, 1, 2, &k2, nonce, xs, sizeof xs);
+    h0 = head(f, NULL);
+    CHECK_EQ_INT(rotate_sigs(f, id, &k2, ns, nl, xs, xl), WERR_PERM);
+    check_rotate_denied(f, h0, "consent by the current key");
+    /* No new-key signature at all: the current key alone is not enough. */
+    size_t cl = rot_sign(&k1, id, 1, 2, &k2, nonce, cs, sizeof cs);
+    CHECK(cl > 0);
+    h0 = head(f, NULL);
+    CHECK_EQ_INT(rotate_sigs(f, id, &k2, NULL, 0, cs, cl), WERR_PERM);
+    check_rotate_denied(f, h0, "new_key_signature");
+    /* The signatures swapped between the two fields. */
+    CHECK_EQ_INT(rotate_sigs(f, id, &k2, cs, cl, ns, nl), WERR_PERM);
+    /* The device consented to k3, and the gateway substitutes its own k2
+     * (with a valid proof for k2): the consent binds the key, so no. */
+    cl = rot_sign(&k1, id, 1, 2, &k3, nonce, cs, sizeof cs);
+    CHECK(cl > 0);
+    h0 = head(f, NULL);
+    CHECK_EQ_INT(rotate_sigs(f, id, &k2, ns, nl, cs, cl), WERR_PERM);
+    check_rotate_denied(f, h0, "consent by the current key");
+    /* Consent for another epoch pair (the current epoch is bound too). */
+    cl = rot_sign(&k1, id, 2, 2, &k2, nonce, cs, sizeof cs);
+    CHECK_EQ_INT(rotate_sigs(f, id, &k2, ns, nl, cs, cl), WERR_PERM);
+    /* A replayed v1 message ("warden.rotate.v1", new key only, the
+     * pre-fix format), even with a v1 signature by the current key too. */
+    nl = v1_sign(&k2, id, 2, nonce, ns, sizeof ns);
+    cl = v1_sign(&k1, id, 2, nonce, cs, sizeof cs);
+    CHECK(nl > 0 && cl > 0);
+    h0 = head(f, NULL);
+    CHECK_EQ_INT(rotate_sigs(f, id, &k2, ns, nl, NULL, 0), WERR_PERM);
+    check_rotate_denied(f, h0, "rotate");
+    CHECK_EQ_INT(rotate_sigs(f, id, &k2, ns, nl, cs, cl), WERR_PERM);
+    /* None of the refusals rotated anything. */
+    {
+        Warden__V1__Device *d0 = get_dev(f, id);
+        CHECK(d0 != NULL);
+        CHECK_EQ_INT(d0->key_epoch, 1);
+        CHECK_EQ_INT(d0->public_key.len, k1.pub_len);
+        CHECK(memcmp(d0->public_key.data, k1.pub, k1.pub_len) == 0);
+        inv_device_free(d0);
+    }
     /* a gateway the device is not bound to */
     {
         Warden__V1__Command c;
@@ -558,9 +675,9 @@ static void rotation_for(int alg_old, int alg_new)
         CHECK_EQ_INT(r.action, WARDEN__V1__AUDIT_ACTION__AUDIT_ACTION_AUTHZ_DENIAL);
         CHECK_EQ_STR(r.principal, "gw-evil");
     }
-    /* the right proof */
+    /* the right proofs: the nonce survived every failed attempt */
     h0 = head(f, NULL);
-    CHECK_EQ_INT(rotate(f, id, &k2, 2, nonce), 0);
+    CHECK_EQ_INT(rotate(f, id, &k2, &k1, 2, nonce), 0);
     CHECK_EQ_INT(head(f, NULL), h0 + 1);
     CHECK_EQ_INT(last_entry(f, &r), 0);
     CHECK_EQ_INT(r.outcome, WARDEN__V1__AUDIT_OUTCOME__AUDIT_OUTCOME_OK);
@@ -570,7 +687,7 @@ static void rotation_for(int alg_old, int alg_new)
     CHECK_EQ_INT(d->key_algorithm, alg_new);
     inv_device_free(d);
     /* the nonce was consumed: reusing it fails */
-    CHECK_EQ_INT(rotate(f, id, &k3, 3, nonce), WERR_PRECOND);
+    CHECK_EQ_INT(rotate(f, id, &k3, &k2, 3, nonce), WERR_PRECOND);
 
     /* telemetry: the old epoch is stale; the old key cannot claim the new
      * epoch; the new key works and the window carried over */
@@ -590,9 +707,13 @@ static void rotation_for(int alg_old, int alg_new)
         c.tick = &tk;
         CHECK_EQ_INT(run(f, &c, NULL), 0);
     }
-    CHECK_EQ_INT(rotate(f, id, &k3, 3, nonce), WERR_PRECOND);
+    CHECK_EQ_INT(rotate(f, id, &k3, &k2, 3, nonce), WERR_PRECOND);
     CHECK_EQ_INT(last_entry(f, &r), 0);
     CHECK(strstr(r.detail, "expired") != NULL);
+    /* A fresh nonce: the retired key k1 can no longer consent, k2 can. */
+    CHECK_EQ_INT(issue_nonce(f, id, nonce, 0x22), 0);
+    CHECK_EQ_INT(rotate(f, id, &k3, &k1, 3, nonce), WERR_PERM);
+    CHECK_EQ_INT(rotate(f, id, &k3, &k2, 3, nonce), 0);
     EVP_PKEY_free(k1.pk);
     EVP_PKEY_free(k2.pk);
     EVP_PKEY_free(k3.pk);
