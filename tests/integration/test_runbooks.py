@@ -13,6 +13,7 @@ offline `wardend recover|backup|restore`).
 Timings of the interesting intervals are printed to stderr.
 """
 
+import json
 import os
 import shutil
 import sys
@@ -372,6 +373,112 @@ class EmergencyDisableTest(ct.TestCase):
             c.close()
 
 
+# revoke-device: gateways (the cluster's own `gateway` plus certificates
+# issued with `wardenctl certs issue`), watchers per gateway, spread over
+# the nodes: N_GATEWAYS * WATCHERS_PER_GW = 20 streams.
+N_GATEWAYS = 5
+WATCHERS_PER_GW = 4
+
+
+class RevokeDeviceTest(ct.TestCase):
+    """docs/ops/revoke-device.md: `wardenctl device state ID revoked`; every
+    WatchRevocations stream of the device's gateway (20 streams over 5
+    gateways and 3 nodes) carries the event; time from the ack to the last
+    watcher is printed; CheckAccess then denies DEVICE_NOT_ACTIVE."""
+
+    def test_revoke_device(self):
+        c = ct.Cluster(n=3, name="rb-revoke")
+        watchers = []
+        try:
+            c.start()
+            c.wait_leader()
+            nodes = c.running()
+            # Gateway certificates from the cluster CA (`certs issue`).
+            gws = [ru.GATEWAY] + ["gw-%d" % i for i in range(2, N_GATEWAYS + 1)]
+            for g in gws[1:]:
+                ru.wardenctl_offline("certs", "issue", "--ca-dir", c.certs, "--role", "gateway",
+                                     "--name", g, "--out", os.path.join(c.certs, g))
+            # One active device per gateway, with a grant.
+            ru.wardenctl(c, "access", "policy", "set", "--purpose", "diagnostics",
+                         "--approvals", "1")
+            dev = {}
+            for g in gws:
+                dev[g] = ru.enroll(c, "rb-rv", 1, gateway=g)[0]
+                ru.activate(c, [dev[g]])
+                _grant(c, dev[g])
+            # 20 gateway streams (each with its own certificate's view) and
+            # one operator stream (sees every gateway's events).
+            for i in range(N_GATEWAYS * WATCHERS_PER_GW):
+                g = gws[i % N_GATEWAYS]
+                nd = nodes[i % len(nodes)]
+                watchers.append(ru.Watch(c.channel(nd, g), 0, (g, nd.id)))
+            admin = ru.Watch(c.channel(nodes[0], "admin"), 0, ("admin", nodes[0].id))
+            for w in watchers + [admin]:   # open: a progress message arrived
+                self.assertTrue(w.wait(lambda w=w: len(w.msgs) > 0), w.label)
+            # Revoke each gateway's device in turn; time ack -> last watcher
+            # of that gateway.
+            by_ack, by_start, per_role = [], [], {}
+            for g in gws:
+                d = dev[g]
+                t_start = time.monotonic()
+                ru.wardenctl(c, "device", "state", d, "revoked", "--reason", "key leaked",
+                             role="operator")
+                t_ack = time.monotonic()
+
+                def is_rev(e, d=d):
+                    return e.kind == ru.acc.REVOCATION_KIND_DEVICE_REVOKED and d in e.device_ids
+                mine = [w for w in watchers if w.label[0] == g]
+                ts = [w.wait_event(is_rev) for w in mine]
+                self.assertNotIn(None, ts, "a watcher of %s never saw %s" % (g, d))
+                by_ack.append((max(ts) - t_ack) * 1000)
+                lead = c.wait_leader().id
+                for w, t in zip(mine, ts):
+                    per_role.setdefault("leader" if w.label[1] == lead else "follower",
+                                        []).append((t - t_ack) * 1000)
+                by_start.append((max(ts) - t_start) * 1000)
+            self.assertIsNotNone(admin.wait_event(
+                lambda e: e.kind == ru.acc.REVOCATION_KIND_DEVICE_REVOKED
+                and dev[gws[-1]] in e.device_ids))
+            # Blast radius: a gateway's streams carry its own devices only.
+            for w in watchers:
+                seen = {x for _, m in w.msgs for e in m.events for x in e.device_ids}
+                self.assertEqual(seen, {dev[w.label[0]]}, w.label)
+            # CheckAccess as the device's gateway: DENY DEVICE_NOT_ACTIVE.
+            for g in (gws[0], gws[1]):
+                r = ru.wjson(c, "access", "check", "--principal", ru.OPERATOR, "--device", dev[g],
+                             "--protocol", "ssh", "--port", "22", "--revision", "0", role=g)
+                self.assertEqual((r["decision"], r["reason"]),
+                                 (DENY, "ACCESS_DENY_REASON_DEVICE_NOT_ACTIVE"), r)
+            # Another gateway is refused outright (not its device): exit 7.
+            rc, out, err = ru.wardenctl(c, "access", "check", "--principal", ru.OPERATOR,
+                                        "--device", dev[gws[0]], "--protocol", "ssh",
+                                        "--port", "22", "--revision", "0", role=gws[1],
+                                        check=False)
+            self.assertEqual(rc, 7, out + err)
+            d0 = ru.wjson(c, "device", "get", dev[gws[0]])
+            self.assertIn("REVOKED", json.dumps(d0))
+            es = ru.audit_export_verify(c, os.path.join(c.tmp, "audit-revoke.jsonl"))
+            for g in gws:
+                self.assertEqual(len(ru.entries(es, "STATE_CHANGE", target=dev[g],
+                                                detail="-> REVOKED: key leaked")), 1)
+            print("\n  revoke-device: %d watchers (%d gateways x %d, 3 nodes); ack -> last "
+                  "watcher of the device's gateway: max %.1f ms, median %.1f ms over %d "
+                  "revocations (command start -> last: max %.1f ms)"
+                  % (len(watchers), N_GATEWAYS, WATCHERS_PER_GW, max(by_ack),
+                     sorted(by_ack)[len(by_ack) // 2], len(by_ack), max(by_start)),
+                  file=sys.stderr)
+            print("  revoke-device: ack -> event, max by node role: %s"
+                  % ", ".join("%s %.1f ms" % (k, max(v)) for k, v in sorted(per_role.items())),
+                  file=sys.stderr)
+        except BaseException:
+            c.dump()
+            raise
+        finally:
+            for w in watchers:
+                w.close()
+            c.close()
+
+
 NOT_DONE = ("runbook drafted but not yet performed here: the session that "
             "wrote test_runbooks.py ran out of its time box before this test "
             "(the service it needs is wired)")
@@ -379,10 +486,6 @@ NOT_DONE = ("runbook drafted but not yet performed here: the session that "
 
 class NotYetPerformed(ct.TestCase):
     """Runbooks drafted in docs/ops/ without an automated run yet."""
-
-    @ct.unittest.skip("revoke-device.md: " + NOT_DONE)
-    def test_revoke_device(self):
-        pass
 
     @ct.unittest.skip("release-keys.md: " + NOT_DONE)
     def test_release_keys(self):
