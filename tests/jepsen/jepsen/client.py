@@ -72,9 +72,10 @@ class Client:
     (db.channel) so a hundred process ids do not open a hundred connections
     per node."""
 
-    def __init__(self, db, rng):
+    def __init__(self, db, rng, role="admin"):
         self.db = db
         self.rng = rng
+        self.role = role          # the client certificate (db.channel)
         self.target = None
 
     def _targets(self):
@@ -83,7 +84,8 @@ class Client:
         return [self.db.nodes[i].client for i in ids]
 
     def call(self, method, req, metadata=None, timeout=RPC_TIMEOUT_S,
-             deadline_s=OP_DEADLINE_S, follow=True):
+             deadline_s=OP_DEADLINE_S, follow=True, role=None):
+        role = role or self.role
         deadline = time.monotonic() + deadline_s
         order = self._targets()
         if self.target in order:
@@ -96,7 +98,7 @@ class Client:
             addr = order[0]
             tried += 1
             try:
-                resp = wire.stub(self.db.channel(addr), method)(
+                resp = wire.stub(self.db.channel(addr, role), method)(
                     req, timeout=min(timeout, max(0.05, deadline - time.monotonic())),
                     metadata=metadata)
                 self.target = addr
@@ -105,13 +107,13 @@ class Client:
                 kind, err = classify(ex)
                 if kind in ("info", "fail"):
                     if kind == "info" and err == "connection-lost":
-                        self.db.drop_channel(addr)
+                        self.db.drop_channel(addr, role)
                     return Outcome(kind, code=ex.code(), error=err, node=addr)
                 last = Outcome("fail", code=ex.code(), error=err, node=addr)
                 if not follow:
                     return last
                 if kind == "not-sent":
-                    self.db.drop_channel(addr)
+                    self.db.drop_channel(addr, role)
                     order = order[1:] + order[:1]
                     time.sleep(NO_LEADER_PAUSE_S)
                     continue

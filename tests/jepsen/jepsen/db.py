@@ -296,18 +296,48 @@ class Db:
                 ("grpc.max_receive_message_length", 64 << 20)]
         return grpc.secure_channel(addr, self.credentials(role), opts)
 
-    def channel(self, addr):
+    def channel(self, addr, role="admin"):
+        """Shared channel to addr as `role` (a cert certs/<role>.pem: the
+        generated admin/operator/auditor/gateway/rollout ones, or one minted
+        by mint_cert)."""
+        key = addr if role == "admin" else (addr, role)
         with self._chan_lock:
-            ch = self._channels.get(addr)
+            ch = self._channels.get(key)
             if ch is None:
-                ch = self._channels[addr] = self.new_channel(addr)
+                ch = self._channels[key] = self.new_channel(addr, role)
             return ch
 
-    def drop_channel(self, addr):
+    def drop_channel(self, addr, role=None):
+        """Retire addr's channels (every role unless `role` is given)."""
         with self._chan_lock:
-            ch = self._channels.pop(addr, None)
-            if ch is not None:
-                self._retired.append(ch)
+            for key in list(self._channels):
+                a, r = (key, "admin") if isinstance(key, str) else key
+                if a == addr and (role is None or r == role):
+                    self._retired.append(self._channels.pop(key))
+
+    def mint_cert(self, role, name):
+        """A client cert for warden://role/<role>/<name> signed by this run's
+        CA (its key is in certs/); usable as channel(addr, name)."""
+        crt = os.path.join(self.certs, "%s.pem" % name)
+        if os.path.exists(crt):
+            return name
+        key = os.path.join(self.certs, "%s-key.pem" % name)
+        csr = os.path.join(self.certs, "%s.csr" % name)
+        ext = os.path.join(self.certs, "%s.ext" % name)
+        with open(ext, "w") as f:
+            f.write("basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+                    "extendedKeyUsage=clientAuth\nsubjectAltName=URI:warden://role/%s/%s\n"
+                    % (role, name))
+        for cmd in (["openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                     "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=%s" % name],
+                    ["openssl", "x509", "-req", "-in", csr, "-CA",
+                     os.path.join(self.certs, "ca.pem"), "-CAkey",
+                     os.path.join(self.certs, "ca-key.pem"), "-CAcreateserial",
+                     "-out", crt, "-days", "2", "-extfile", ext]):
+            r = subprocess.run(cmd, capture_output=True, timeout=TOOL_TIMEOUT_S)
+            if r.returncode != 0:
+                raise DbError("mint cert %s: %s" % (name, r.stderr.decode(errors="replace")))
+        return name
 
     def close_channels(self):
         with self._chan_lock:

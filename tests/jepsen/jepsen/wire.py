@@ -10,6 +10,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+import types
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
@@ -36,9 +37,19 @@ def _gen(rel):
     return mod
 
 
+# Generated modules that import warden/v1/inventory.proto get the one
+# wardentest loaded (one descriptor, one Label class).
+for _name in ("warden", "warden.v1"):
+    sys.modules.setdefault(_name, types.ModuleType(_name))
+sys.modules["warden.v1"].inventory_pb2 = inv_pb2
+sys.modules["warden.v1.inventory_pb2"] = inv_pb2
+
 cluster_pb2 = _gen("warden/v1/cluster.proto")
 tlm_pb2 = _gen("warden/v1/telemetry.proto")
 audit_pb2 = _gen("warden/v1/audit.proto")
+acc_pb2 = _gen("warden/v1/access.proto")
+ro_pb2 = _gen("warden/v1/rollout.proto")
+ctl_pb2 = _gen("warden/v1/control.proto")
 health_pb2 = wt.health_pb2
 
 M = {}
@@ -69,6 +80,29 @@ _m("/warden.v1.Audit/Read", audit_pb2.ReadAuditRequest,
    audit_pb2.ReadAuditResponse)
 _m("/warden.v1.Audit/Head", audit_pb2.AuditHeadRequest,
    audit_pb2.AuditHeadResponse)
+
+_m("/warden.v1.Inventory/EnrollDevices", inv_pb2.EnrollDevicesRequest,
+   inv_pb2.EnrollDevicesResponse)
+_m("/warden.v1.Control/GetCommandKey", ctl_pb2.GetCommandKeyRequest,
+   ctl_pb2.GetCommandKeyResponse)
+for _n in ("SetAccessPolicy", "GetAccessPolicy", "RequestAccess", "CheckAccess",
+           "RevokeGrant", "ListGrants", "Lock", "Unlock"):
+    _m("/warden.v1.Access/" + _n, getattr(acc_pb2, _n + "Request"),
+       getattr(acc_pb2, _n + "Response"))
+for _n in ("ApproveAccess", "DenyAccess"):
+    _m("/warden.v1.Access/" + _n, acc_pb2.ReviewAccessRequest, acc_pb2.ReviewAccessResponse)
+for _n in ("RegisterReleaseKey", "CreateRelease", "GetRollout", "GetDesiredState",
+           "ReportUpdateStatus"):
+    _m("/warden.v1.Rollouts/" + _n, getattr(ro_pb2, _n + "Request"),
+       getattr(ro_pb2, _n + "Response"))
+for _n in ("Create", "Start", "Pause", "Resume", "Advance", "Abort"):
+    _m("/warden.v1.Rollouts/%sRollout" % _n, getattr(ro_pb2, _n + "RolloutRequest"),
+       ro_pb2.RolloutResponse)
+# Issue 7 register workload: a version-checked label update (when present).
+HAVE_UPDATE_LABELS = hasattr(inv_pb2, "UpdateDeviceLabelsRequest")
+if HAVE_UPDATE_LABELS:
+    _m("/warden.v1.Inventory/UpdateDeviceLabels", inv_pb2.UpdateDeviceLabelsRequest,
+       inv_pb2.UpdateDeviceLabelsResponse)
 
 
 def stub(channel, name):

@@ -1,0 +1,124 @@
+"""Unit tests for the grants and rollout checkers on hand-made histories
+(no cluster).  Run:  /usr/bin/python3 -m unittest discover -s tests/jepsen/tests
+"""
+import os
+import sys
+import tempfile
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+os.environ.setdefault("WARDEN_BUILD", tempfile.mkdtemp(prefix="jepsen-chk-"))
+os.environ["GRPC_ENABLE_FORK_SUPPORT"] = "0"
+
+from jepsen import workloads  # noqa: E402,F401  (loads wl_* in order)
+from jepsen import wl_access  # noqa: E402
+
+
+def H(*events):
+    """events: (process, type, f, value) in real-time order; times 0, 10, 20..."""
+    return [{"process": p, "type": t, "f": f, "value": v, "time": 10 * k, "index": k}
+            for k, (p, t, f, v) in enumerate(events)]
+
+
+def grant(p, gid="grt-1", devs=("d1",), mx=2, principal="jr-1"):
+    v = {"request": "req-1", "reviewer": "admin", "key": "ka"}
+    return [(p, "invoke", "approve", v),
+            (p, "ok", "approve", dict(v, grant=gid, principal=principal, devices=list(devs),
+                                      max=mx, state="granted"))]
+
+
+def check(p, key, typ="ok", dev="d1", decision="allow", gid="grt-1", rem=1, reason=None,
+          principal="jr-1"):
+    v = {"principal": principal, "device": dev, "key": key}
+    out = dict(v, decision=decision, grant=gid, remaining=rem, revision=1)
+    if reason:
+        out["reason"] = reason
+    return [(p, "invoke", "check", v), (p, typ, "check", out if typ == "ok" else v)]
+
+
+def revoke(p, gid="grt-1", typ="ok"):
+    v = {"grant": gid, "by": "admin", "key": "kv"}
+    return [(p, "invoke", "revoke", v), (p, typ, "revoke", v)]
+
+
+def lock(p, dev="d1", lid="lck-1"):
+    v = {"device": dev, "key": "kl"}
+    return [(p, "invoke", "lock", v), (p, "ok", "lock", dict(v, lock=lid, **{"revoked-now": 1}))]
+
+
+def unlock(p, lid="lck-1", typ="ok"):
+    v = {"lock": lid, "device": "d1", "key": "ku"}
+    return [(p, "invoke", "unlock", v), (p, typ, "unlock", v)]
+
+
+class GrantsChecker(unittest.TestCase):
+    def kinds(self, *seq):
+        r = wl_access.check_grants(H(*[e for s in seq for e in s]))
+        return set(r["anomaly-counts"])
+
+    def test_valid(self):
+        self.assertEqual(self.kinds(grant(0), check(1, "a", rem=1), check(1, "b", rem=0),
+                                    check(1, "c", decision="deny", reason="uses-exhausted",
+                                          rem=0),
+                                    revoke(0),
+                                    check(1, "d", decision="deny", reason="grant-revoked")),
+                         set())
+
+    def test_allow_concurrent_with_revoke_is_fine(self):
+        # check invoked before the revoke completed: either order is legal
+        ev = grant(0) + [(0, "invoke", "revoke", {"grant": "grt-1", "by": "a", "key": "k"}),
+                         (1, "invoke", "check", {"principal": "jr-1", "device": "d1", "key": "a"}),
+                         (0, "ok", "revoke", {"grant": "grt-1", "by": "a", "key": "k"}),
+                         (1, "ok", "check", {"principal": "jr-1", "device": "d1", "key": "a",
+                                             "decision": "allow", "grant": "grt-1",
+                                             "remaining": 1})]
+        self.assertEqual(self.kinds(ev), set())
+
+    def test_allow_after_revoke(self):
+        self.assertEqual(self.kinds(grant(0), revoke(0), check(1, "a")),
+                         {"allow-after-revoke"})
+
+    def test_info_revoke_does_not_count(self):
+        self.assertEqual(self.kinds(grant(0), revoke(0, typ="info"), check(1, "a")), set())
+
+    def test_allow_while_locked_and_after_lock_revoked(self):
+        self.assertEqual(self.kinds(grant(0), lock(0), check(1, "a")),
+                         {"allow-while-locked", "allow-after-lock-revoked"})
+        # After Unlock the lock no longer denies, but the grant it revoked stays revoked.
+        self.assertEqual(self.kinds(grant(0), lock(0), unlock(0), check(1, "a")),
+                         {"allow-after-lock-revoked"})
+        # A grant made after the lock's ack and the unlock: legal.
+        self.assertEqual(self.kinds(lock(0), unlock(0), grant(0), check(1, "a")), set())
+        # Lock of another device of a 2-device grant revokes it too.
+        self.assertEqual(self.kinds(grant(0, devs=("d1", "d2")), lock(0, dev="d2"),
+                                    check(1, "a", dev="d1")), {"allow-after-lock-revoked"})
+
+    def test_over_consumed_and_counted_twice(self):
+        self.assertEqual(self.kinds(grant(0, mx=2), check(1, "a", rem=1), check(1, "b", rem=0),
+                                    check(1, "c", rem=0)),
+                         {"over-consumed", "use-counted-twice"})
+        self.assertEqual(self.kinds(grant(0, mx=2), check(1, "a", rem=5)),
+                         {"remaining-out-of-range"})
+
+    def test_idempotent_retry(self):
+        # the same key answered twice identically is one use
+        self.assertEqual(self.kinds(grant(0, mx=1), check(1, "a", rem=0), check(2, "a", rem=0)),
+                         set())
+        self.assertEqual(self.kinds(grant(0, mx=2), check(1, "a", rem=1), check(2, "a", rem=0)),
+                         {"idempotency-mismatch"})
+
+    def test_exhausted_early_uses_info_as_upper_bound(self):
+        ex = dict(decision="deny", reason="uses-exhausted", rem=0)
+        self.assertEqual(self.kinds(grant(0, mx=2), check(1, "a", rem=1), check(1, "b", **ex)),
+                         {"exhausted-early"})
+        self.assertEqual(self.kinds(grant(0, mx=2), check(1, "a", rem=1),
+                                    check(2, "i", typ="info"), check(1, "b", **ex)), set())
+
+    def test_wrong_grant(self):
+        self.assertEqual(self.kinds(grant(0), check(1, "a", principal="jr-2")),
+                         {"allow-wrong-grant"})
+
+
+if __name__ == "__main__":
+    unittest.main()
