@@ -66,6 +66,7 @@ class Net:
         self.lock = threading.Lock()
         self.installed = False
         self.grudge = {}
+        self.warnings = []
 
     def setup(self):
         remove_chains()
@@ -76,10 +77,26 @@ class Net:
         ipt("-I", "OUTPUT", "-j", CHAIN_OUT)
         self.installed = True
 
+    def ensure(self):
+        """Re-install the chains if something outside this run removed them
+        (another session's `iptables -F`/`-X`, or a `--cleanup` from an
+        older checkout that did not take the run lock).  Returns True when
+        they had to be re-created, which the nemesis records as an error."""
+        if all(chain_exists(c) for c in (CHAIN, CHAIN_OUT)) and \
+                ipt("-C", "INPUT", "-j", CHAIN, check=False) and \
+                ipt("-C", "OUTPUT", "-j", CHAIN_OUT, check=False):
+            return False
+        self.setup()
+        return True
+
     def partition(self, grudge):
         """grudge: {node id: set of node ids it must not reach}; symmetric
         by construction of the callers, applied as given."""
         with self.lock:
+            if self.ensure():
+                raise_later = RuntimeError("iptables chains vanished mid-run; re-installed")
+            else:
+                raise_later = None
             self._flush()
             for a, bs in sorted(grudge.items()):
                 na = self.db.nodes[a]
@@ -89,6 +106,8 @@ class Net:
                     ipt("-A", CHAIN_OUT, "-m", "owner", "--gid-owner", str(na.gid),
                         "-d", nb.ip, "-j", "DROP")
             self.grudge = {a: set(bs) for a, bs in grudge.items()}
+            if raise_later is not None:
+                self.warnings.append(str(raise_later))
 
     def _flush(self):
         ipt("-F", CHAIN, check=False)

@@ -459,9 +459,10 @@ class RegisterBackend:
 WORKLOADS = {"ledger": Ledger, "counter-freshness": Freshness}
 from . import wl_access  # noqa: E402  (imports this module's helpers)
 WORKLOADS["grants"] = wl_access.Grants
+from . import wl_rollout  # noqa: E402
+WORKLOADS["rollout"] = wl_rollout.Rollout
 PENDING = {
     "register": "needs a version-checked update RPC, e.g. Inventory/UpdateDeviceLabels"
                 "{device_id, labels, expected_updated_index} -> FAILED_PRECONDITION on "
                 "mismatch (see tests/jepsen/README.md)",
-    "rollout": "needs the issue 6 server glue (Rollout service RPCs)",
 }

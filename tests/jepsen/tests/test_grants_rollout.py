@@ -120,5 +120,90 @@ class GrantsChecker(unittest.TestCase):
                          {"allow-wrong-grant"})
 
 
+
+from jepsen import wl_rollout  # noqa: E402
+
+
+def desired(p, dev="d1", rid=0, rc=0, inst=0, typ="ok"):
+    v = {"device": dev, "key": "k"}
+    out = dict(v, target=bool(rid), rollout=rid, release=rc, installed=inst, seq=1)
+    return [(p, "invoke", "desired", v), (p, typ, "desired", out if typ == "ok" else v)]
+
+
+def transition(p, f, rid, typ="ok", state=None):
+    v = {"rollout": rid, "key": "k" + f}
+    out = dict(v, state=state or {"abort": "aborted", "pause": "paused"}.get(f, "running"),
+               stage=0)
+    return [(p, "invoke", f, v), (p, typ, f, out if typ == "ok" else v)]
+
+
+def report(p, rid, rc, phase, ctr, result="accepted", dev="d1", typ="ok"):
+    v = {"device": dev, "counter": ctr, "rollout": rid, "release": rc, "phase": phase}
+    return [(p, "invoke", "report", v), (p, typ, "report", dict(v, result=result))]
+
+
+class RolloutChecker(unittest.TestCase):
+    def kinds(self, *seq):
+        r = wl_rollout.check_rollout(H(*[e for s in seq for e in s]))
+        return set(r["anomaly-counts"])
+
+    def test_valid(self):
+        self.assertEqual(self.kinds(desired(1), desired(1, rid=5, rc=20),
+                                    report(1, 5, 20, "succeeded", 1),
+                                    desired(1, inst=20), desired(1, rid=9, rc=30, inst=20)),
+                         set())
+
+    def test_target_decreased(self):
+        self.assertEqual(self.kinds(desired(1, rid=9, rc=30), desired(2, rid=5, rc=20)),
+                         {"target-decreased"})
+        # excused: the earlier target's rollout was aborted, or the device finished it
+        self.assertEqual(self.kinds(desired(1, rid=9, rc=30), transition(0, "abort", 9),
+                                    desired(2, rid=5, rc=20)), set())
+        self.assertEqual(self.kinds(desired(1, rid=9, rc=30), report(1, 9, 30, "failed", 1),
+                                    desired(2, rid=5, rc=20)), set())
+
+    def test_installed(self):
+        self.assertEqual(self.kinds(desired(1, inst=20), desired(2, inst=10)),
+                         {"installed-decreased"})
+        self.assertEqual(self.kinds(desired(1, rid=5, rc=20), report(1, 5, 20, "succeeded", 1),
+                                    desired(2, inst=0)), {"install-lost"})
+        self.assertEqual(self.kinds(desired(1, rid=5, rc=20, inst=20)),
+                         {"target-not-above-installed"})
+
+    def test_abort(self):
+        self.assertEqual(self.kinds(transition(0, "abort", 5), desired(1, rid=5, rc=20)),
+                         {"assigned-after-abort"})
+        self.assertEqual(self.kinds(desired(1, rid=5, rc=20), transition(0, "abort", 5),
+                                    desired(1, rid=5, rc=20)), {"target-after-abort"})
+        # an :info desired before the abort may have assigned it: still "target-after-abort"
+        self.assertEqual(self.kinds(desired(1, typ="info"), transition(0, "abort", 5),
+                                    desired(2, rid=5, rc=20)), {"target-after-abort"})
+        # concurrent with the abort: fine
+        ev = [(0, "invoke", "abort", {"rollout": 5, "key": "k"}),
+              (1, "invoke", "desired", {"device": "d1", "key": "k"}),
+              (0, "ok", "abort", {"rollout": 5, "key": "k", "state": "aborted"}),
+              (1, "ok", "desired", {"device": "d1", "key": "k", "target": True, "rollout": 5,
+                                    "release": 20, "installed": 0, "seq": 1})]
+        self.assertEqual(self.kinds(ev), set())
+
+    def test_pause(self):
+        self.assertEqual(self.kinds(transition(0, "pause", 5), desired(1, rid=5, rc=20)),
+                         {"assigned-while-paused"})
+        self.assertEqual(self.kinds(desired(1, rid=5, rc=20), transition(0, "pause", 5),
+                                    desired(1, rid=5, rc=20)), set())
+        self.assertEqual(self.kinds(transition(0, "pause", 5), transition(0, "resume", 5),
+                                    desired(1, rid=5, rc=20)), set())
+        self.assertEqual(self.kinds(transition(0, "pause", 5),
+                                    transition(0, "resume", 5, typ="info"),
+                                    desired(1, rid=5, rc=20)), set())
+
+    def test_report_accepted_twice(self):
+        self.assertEqual(self.kinds(report(1, 5, 20, "downloading", 1),
+                                    report(2, 5, 20, "downloading", 1)),
+                         {"report-accepted-twice"})
+        self.assertEqual(self.kinds(report(1, 5, 20, "downloading", 1),
+                                    report(2, 5, 20, "downloading", 1, result="replay")), set())
+
+
 if __name__ == "__main__":
     unittest.main()
