@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -89,6 +90,11 @@ struct ctls {
     char address[CTLS_ADDRESS_MAX];
     uv_tcp_t listener;
     int listener_init, listener_closed;
+    /* Source address for outbound connections: the listen IP, port 0
+     * (ctls_listen). Unset (have_source 0) before listen or when listening
+     * on INADDR_ANY, where the kernel's route choice is as good as any. */
+    struct sockaddr_in source;
+    int have_source;
     raft_uv_accept_cb accept_cb;
     struct conn *conns;
     unsigned n_pending;
@@ -837,6 +843,11 @@ static int ctls_listen(struct raft_uv_transport *t, raft_uv_accept_cb cb)
                  uv_strerror(rv));
         return RAFT_IOERR;
     }
+    if (sa.sin_addr.s_addr != htonl(INADDR_ANY)) {
+        x->source = sa;
+        x->source.sin_port = 0;
+        x->have_source = 1;
+    }
     return 0;
 }
 
@@ -863,8 +874,18 @@ static int ctls_connect(struct raft_uv_transport *t, struct raft_uv_connect *req
     snprintf(c->peer_addr, sizeof c->peer_addr, "%s", address);
     c->state = CONN_TCP_CONNECTING;
     c->connect_req.data = c;
-    rv = uv_tcp_connect(&c->connect_req, &c->tcp, (const struct sockaddr *)&sa,
-                        connect_cb);
+    /* Leave from our own peer address, not whatever the route picks: with
+     * several nodes on one host (127.0.0.11-15 in tests/jepsen) every
+     * packet would otherwise come from 127.0.0.1, and per-address rules
+     * (iptables -s/-d partitions, peer allow-lists) could not tell the
+     * nodes apart. Port 0: the kernel picks an ephemeral port at bind
+     * time (bind-before-connect; fine at our few peer connections). */
+    rv = x->have_source ? uv_tcp_bind(&c->tcp,
+                                      (const struct sockaddr *)&x->source, 0)
+                        : 0;
+    if (rv == 0)
+        rv = uv_tcp_connect(&c->connect_req, &c->tcp,
+                            (const struct sockaddr *)&sa, connect_cb);
     if (rv != 0) {
         /* The callback must not fire when connect returns an error. */
         c->cb_fired = 1;

@@ -803,8 +803,148 @@ TEST(three_nodes_over_mutual_tls)
         CHECK_EQ_INT(w.nodes[i].n_applied, N_ENTRIES_TOTAL);
 }
 
+/* ---- outbound source address --------------------------------------------------
+ * A node listening on 127.0.0.2 must dial its peers from 127.0.0.2, not from
+ * the route's default 127.0.0.1, so per-address firewall rules between
+ * nodes on one host match (tests/jepsen partitions). A plain TCP server on
+ * 127.0.0.3 records the peer address of the transport's outbound connection
+ * and hangs up; the handshake then fails and the transport is closed. */
+struct srcw {
+    uv_loop_t loop;
+    uv_tcp_t server, accepted;
+    uv_timer_t deadline;
+    struct raft_uv_transport t;
+    struct raft_uv_connect req;
+    char peer_ip[64];
+    int accepted_init, connect_status, connect_fired, t_closed, timed_out;
+};
+
+static void src_t_closed_cb(struct raft_uv_transport *t);
+
+static void src_finish(struct srcw *s)
+{
+    if (s->t_closed)
+        return;
+    s->t_closed = 1;
+    uv_timer_stop(&s->deadline);
+    s->t.close(&s->t, src_t_closed_cb);
+}
+
+static void src_t_closed_cb(struct raft_uv_transport *t)
+{
+    struct srcw *s = t->data;
+    consensus_tls_transport_close(t);
+    uv_close((uv_handle_t *)&s->server, NULL);
+    uv_close((uv_handle_t *)&s->deadline, NULL);
+    if (s->accepted_init && !uv_is_closing((uv_handle_t *)&s->accepted))
+        uv_close((uv_handle_t *)&s->accepted, NULL);
+}
+
+static void src_connect_cb(struct raft_uv_connect *req, uv_stream_t *stream,
+                           int status)
+{
+    struct srcw *s = req->data;
+    s->connect_fired = 1;
+    s->connect_status = status;
+    if (status == 0 && stream != NULL)
+        uv_close((uv_handle_t *)stream, (uv_close_cb)free);
+    src_finish(s);
+}
+
+static void src_accept_cb(struct raft_uv_transport *t, raft_id id,
+                          const char *address, uv_stream_t *stream)
+{
+    (void)t;
+    (void)id;
+    (void)address;
+    uv_close((uv_handle_t *)stream, (uv_close_cb)free);
+}
+
+static void src_server_cb(uv_stream_t *server, int status)
+{
+    struct srcw *s = server->data;
+    struct sockaddr_storage sa;
+    int len = (int)sizeof sa;
+    if (status != 0 || s->accepted_init)
+        return;
+    uv_tcp_init(&s->loop, &s->accepted);
+    s->accepted_init = 1;
+    if (uv_accept(server, (uv_stream_t *)&s->accepted) == 0 &&
+        uv_tcp_getpeername(&s->accepted, (struct sockaddr *)&sa, &len) == 0 &&
+        sa.ss_family == AF_INET)
+        uv_ip4_name((const struct sockaddr_in *)&sa, s->peer_ip,
+                    sizeof s->peer_ip);
+    /* Hang up: the transport's TLS handshake fails and its callback fires. */
+    uv_close((uv_handle_t *)&s->accepted, NULL);
+}
+
+static void src_deadline_cb(uv_timer_t *tm)
+{
+    struct srcw *s = tm->data;
+    s->timed_out = 1;
+    src_finish(s);
+}
+
+TEST(outbound_source_is_listen_ip)
+{
+    static struct srcw s;
+    static const char *const peers[] = {"n1"};
+    static const char *const peer_uris[] = {"warden://role/peer/n1"};
+    static struct world w; /* for ctx_for's certdir only */
+    char base[] = "/tmp/warden-tls-src-XXXXXX";
+    struct sockaddr_in a;
+    struct sockaddr_storage got;
+    int len = (int)sizeof got;
+    char target[64];
+    struct consensus_tls_config cfg;
+    struct werr e;
+    SSL_CTX *ctx;
+
+    memset(&s, 0, sizeof s);
+    memset(&w, 0, sizeof w);
+    CHECK(mkdtemp(base) != NULL);
+    snprintf(w.certdir, sizeof w.certdir, "%s", base);
+    CHECK_EQ_INT(make_pki(base, "ca", peers, peer_uris, 1), 0);
+    CHECK_EQ_INT(uv_loop_init(&s.loop), 0);
+
+    uv_tcp_init(&s.loop, &s.server);
+    s.server.data = &s;
+    uv_ip4_addr("127.0.0.3", 0, &a);
+    CHECK_EQ_INT(uv_tcp_bind(&s.server, (const struct sockaddr *)&a, 0), 0);
+    CHECK_EQ_INT(uv_listen((uv_stream_t *)&s.server, 4, src_server_cb), 0);
+    CHECK_EQ_INT(uv_tcp_getsockname(&s.server, (struct sockaddr *)&got, &len), 0);
+    snprintf(target, sizeof target, "127.0.0.3:%d",
+             ntohs(((struct sockaddr_in *)&got)->sin_port));
+
+    ctx = ctx_for(&w, "ca", "n1");
+    CHECK(ctx != NULL);
+    memset(&cfg, 0, sizeof cfg);
+    cfg.ctx = ctx;
+    cfg.handshake_timeout_ms = 2000;
+    CHECK_EQ_INT(consensus_tls_transport_init(&s.t, &s.loop, &cfg, &e), 0);
+    SSL_CTX_free(ctx);
+    s.t.data = &s;
+    CHECK_EQ_INT(s.t.init(&s.t, 1, "127.0.0.2:0"), 0);
+    CHECK_EQ_INT(s.t.listen(&s.t, src_accept_cb), 0);
+    s.req.data = &s;
+    CHECK_EQ_INT(s.t.connect(&s.t, &s.req, 2, target, src_connect_cb), 0);
+
+    uv_timer_init(&s.loop, &s.deadline);
+    s.deadline.data = &s;
+    uv_timer_start(&s.deadline, src_deadline_cb, 10000, 0);
+    uv_run(&s.loop, UV_RUN_DEFAULT);
+    CHECK_EQ_INT(uv_loop_close(&s.loop), 0); /* no leaked handles */
+    rm_dir(base);
+
+    CHECK(!s.timed_out);
+    CHECK(s.connect_fired);
+    CHECK(s.connect_status != 0); /* the server hung up mid-handshake */
+    CHECK_EQ_STR(s.peer_ip, "127.0.0.2");
+}
+
 int main(void)
 {
     RUN(three_nodes_over_mutual_tls);
+    RUN(outbound_source_is_listen_ip);
     return unit_done();
 }
