@@ -29,6 +29,9 @@ const char cli_usage_text[] =
     "  device reenroll ID --key-alg A (--public-key-hex HEX | --public-key-file PEM)\n"
     "        [--attestation-digest HEX] [--idempotency-key K]       (admin)\n"
     "  device rebind ID GATEWAY [--idempotency-key K]\n"
+    "  device labels ID [k=v]... [--expected-version N] [--idempotency-key K]\n"
+    "                                     replace the labels (none: clear);\n"
+    "                                     N = the device's updated_index\n"
     "  device rotate-nonce ID             issue a key-rotation nonce\n"
     "  device rotate-key ID --private-key-file NEW_PEM --current-key-file PEM\n"
     "        [--key-alg A] [--public-key-hex HEX | --public-key-file PEM]\n"
@@ -293,6 +296,8 @@ enum flag_id {
     /* issue 9 */
     F_OUT, F_CN, F_CA_DIR, F_DAYS, F_IP, F_DNS, F_INTERVAL, F_ITERATIONS,
     F_ONCE, F_CLUSTER_JSON, F_METRICS,
+    /* issue 7 */
+    F_EXPECTED_VERSION,
 };
 
 int cli_cmd_offline(enum cli_cmd cmd)
@@ -318,7 +323,7 @@ int cli_cmd_offline(enum cli_cmd cmd)
 #define M_KEYED                                                            \
     (M_ENROLL | M(CLI_CMD_DEVICE_STATE) | M_REENROLL |                     \
      M(CLI_CMD_DEVICE_REBIND) | M_ROTKEY | M(CLI_CMD_DEVICE_ENROLL_BATCH) | \
-     M_CISSUE)
+     M_CISSUE | M(CLI_CMD_DEVICE_LABELS))
 /* issue 5 */
 #define M_APSET M(CLI_CMD_ACCESS_POLICY_SET)
 #define M_AREQ M(CLI_CMD_ACCESS_REQUEST)
@@ -466,6 +471,8 @@ static const struct flag flags[] = {
     {"once", F_ONCE, 0, M_TOP},
     {"cluster-json", F_CLUSTER_JSON, 1, M_TOP},
     {"metrics", F_METRICS, 1, M_TOP},
+    /* issue 7 */
+    {"expected-version", F_EXPECTED_VERSION, 1, M(CLI_CMD_DEVICE_LABELS)},
 };
 
 int cli_u64_parse(const char *s, uint64_t *out)
@@ -749,6 +756,9 @@ static int apply_ops_flag(struct cli_args *a, const struct flag *f, const char *
         return 0;
     case F_REVISION:
         return u64_flag(f->name, v, &a->revision, &a->has_revision, e);
+    case F_EXPECTED_VERSION:
+        return u64_flag(f->name, v, &a->expected_version,
+                        &a->has_expected_version, e);
     case F_EXPIRES:
         return dur_flag(f->name, v, 1000, CLI_DURATION_MAX_MS, &a->expires_in_ms, e);
     case F_FROM_REVISION:
@@ -1581,8 +1591,8 @@ static int parse_device(struct cli_args *a, const char *const *pos,
                         size_t npos, size_t *used, struct werr *e)
 {
     static const char want[] =
-        "want enroll, get, list, state, reenroll, rebind, rotate-nonce, "
-        "rotate-key or enroll-batch";
+        "want enroll, get, list, state, reenroll, rebind, labels, "
+        "rotate-nonce, rotate-key or enroll-batch";
     if (npos < 2) {
         return werr_set(e, WERR_INVALID, "device: %s", want);
     }
@@ -1610,6 +1620,7 @@ static int parse_device(struct cli_args *a, const char *const *pos,
         {"state", CLI_CMD_DEVICE_STATE},
         {"reenroll", CLI_CMD_DEVICE_REENROLL},
         {"rebind", CLI_CMD_DEVICE_REBIND},
+        {"labels", CLI_CMD_DEVICE_LABELS},
         {"rotate-nonce", CLI_CMD_DEVICE_ROTATE_NONCE},
         {"rotate-key", CLI_CMD_DEVICE_ROTATE_KEY},
     };
@@ -1648,6 +1659,21 @@ static int parse_device(struct cli_args *a, const char *const *pos,
             return WERR_INVALID;
         }
         *used = 4;
+    } else if (a->cmd == CLI_CMD_DEVICE_LABELS) {
+        /* Every remaining positional is a k=v label: the whole new set. */
+        for (size_t k = 3; k < npos; k++) {
+            if (a->n_labels == CLI_LABELS_MAX) {
+                return werr_set(e, WERR_INVALID,
+                                "device labels: more than %d labels",
+                                CLI_LABELS_MAX);
+            }
+            if (cli_label_parse(pos[k], &a->labels[a->n_labels], e) != 0) {
+                e->code = WERR_INVALID;
+                return WERR_INVALID;
+            }
+            a->n_labels++;
+        }
+        *used = npos;
     }
     return 0;
 }

@@ -117,6 +117,7 @@ enum cli_cmd {
     CLI_CMD_CERTS_INIT_CA,       /* offline */
     CLI_CMD_CERTS_ISSUE,         /* offline */
     CLI_CMD_TOP,
+    CLI_CMD_DEVICE_LABELS,       /* issue 7: UpdateDeviceLabels */
     CLI_CMD_COUNT_
 };
 
@@ -260,6 +261,9 @@ struct cli_args {
     const char *principal;
     uint64_t revision;             /* check --revision */
     int has_revision;
+    /* device labels --expected-version N (0 or absent = unconditional) */
+    uint64_t expected_version;
+    int has_expected_version;
     int grant_state;               /* grants --state; 0 = any */
     uint64_t expires_in_ms;        /* lock --expires (relative); 0 = none */
     uint64_t from_revision;        /* watch --from-revision */

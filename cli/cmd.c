@@ -571,6 +571,39 @@ static int cmd_device_rebind(const struct cli_args *a, struct cli_client *c,
                              a, out, err);
 }
 
+/* UpdateDeviceLabels (issue 7): the positional k=v set replaces the
+ * device's labels; --expected-version makes it a compare-and-set on the
+ * device's updated_index (FAILED_PRECONDITION when it moved). */
+static int cmd_device_labels(const struct cli_args *a, struct cli_client *c,
+                             FILE *out, FILE *err)
+{
+    Warden__V1__UpdateDeviceLabelsRequest req =
+        WARDEN__V1__UPDATE_DEVICE_LABELS_REQUEST__INIT;
+    Warden__V1__Label lv[CLI_LABELS_MAX];
+    Warden__V1__Label *lp[CLI_LABELS_MAX];
+    for (size_t i = 0; i < a->n_labels; i++) {
+        warden__v1__label__init(&lv[i]);
+        lv[i].key = (char *)a->labels[i].key;
+        lv[i].value = (char *)a->labels[i].value;
+        lp[i] = &lv[i];
+    }
+    req.device_id = (char *)a->device_id;
+    req.labels = lp;
+    req.n_labels = a->n_labels;
+    req.expected_updated_index = a->has_expected_version ? a->expected_version : 0;
+    req.idempotency_key = idem(a);
+    ProtobufCMessage *m = NULL;
+    int rc = call(a, c, mut_class(a), "/warden.v1.Inventory/UpdateDeviceLabels",
+                  &req.base, &warden__v1__update_device_labels_response__descriptor,
+                  &m, err);
+    if (rc != 0) {
+        return rc;
+    }
+    return print_device_resp(
+        m, ((Warden__V1__UpdateDeviceLabelsResponse *)(void *)m)->device, a, out,
+        err);
+}
+
 /* IssueRotationNonce. A new nonce replaces the device's outstanding one,
  * so this is a mutation without a key: not retried after an ambiguous
  * failure (asking again is the user's call). */
@@ -1403,6 +1436,8 @@ static int cli_cmd_i4_run(const struct cli_args *a, struct cli_client *c,
         return cmd_device_reenroll(a, c, out, err);
     case CLI_CMD_DEVICE_REBIND:
         return cmd_device_rebind(a, c, out, err);
+    case CLI_CMD_DEVICE_LABELS:
+        return cmd_device_labels(a, c, out, err);
     case CLI_CMD_DEVICE_ROTATE_NONCE:
         return cmd_device_rotate_nonce(a, c, out, err);
     case CLI_CMD_DEVICE_ROTATE_KEY:

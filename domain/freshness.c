@@ -1,6 +1,7 @@
 /* freshness.c - telemetry anti-replay window (contract: freshness.h). */
 #include "freshness.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -103,6 +104,67 @@ static int digest_ok(const ProtobufCBinaryData *payload, const uint8_t *want,
     return 0;
 }
 
+#ifdef WARDEN_FAULTS
+/* ---- fault: fresh-window-volatile (freshness.h) ----------------------------
+ * A fixed table, so even the broken mode stays bounded: devices hashing to
+ * an occupied slot evict its window (which only breaks the guarantee more). */
+#define FAULT_SLOTS 4096u
+
+struct fault_slot {
+    char id[INV_DEVICE_ID_MAX + 1]; /* "" = empty */
+    uint64_t epoch;
+    struct fresh_window w;
+};
+
+static int fault_on;
+static struct fault_slot *fault_tab; /* FAULT_SLOTS, allocated on first use */
+
+void fresh_fault_volatile_window(int on)
+{
+    fault_on = on;
+}
+
+static struct fault_slot *fault_slot_of(const char *id)
+{
+    if (fault_tab == NULL) {
+        fault_tab = calloc(FAULT_SLOTS, sizeof *fault_tab);
+        if (fault_tab == NULL) {
+            return NULL;
+        }
+    }
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (const unsigned char *p = (const unsigned char *)id; *p; p++) {
+        h = (h ^ *p) * 16777619u;
+    }
+    return &fault_tab[h % FAULT_SLOTS];
+}
+
+/* Replace *w (loaded from the store) with this process's memory of it. */
+static void fault_load(const char *id, uint64_t epoch, struct fresh_window *w)
+{
+    struct fault_slot *s = fault_on ? fault_slot_of(id) : NULL;
+    if (s == NULL) {
+        return;
+    }
+    if (strcmp(s->id, id) == 0 && s->epoch == epoch) {
+        *w = s->w;
+    } else {
+        memset(w, 0, sizeof *w);
+    }
+}
+
+static void fault_save(const char *id, uint64_t epoch,
+                       const struct fresh_window *w)
+{
+    struct fault_slot *s = fault_on ? fault_slot_of(id) : NULL;
+    if (s != NULL) {
+        snprintf(s->id, sizeof s->id, "%s", id);
+        s->epoch = epoch;
+        s->w = *w;
+    }
+}
+#endif
+
 int fresh_submit(struct inv *inv, struct store_txn *t,
                  const struct dom_ctx *ctx,
                  const Warden__V1__SubmitTelemetryRequest *req,
@@ -194,7 +256,13 @@ int fresh_submit(struct inv *inv, struct store_txn *t,
             res = WARDEN__V1__TELEMETRY_RESULT__TELEMETRY_RESULT_BAD_SIGNATURE;
             rec.bad_signature++;
         } else {
+#ifdef WARDEN_FAULTS
+            fault_load(req->device_id, d->identity_epoch, &win);
+#endif
             res = fresh_window_check(&win, req->counter);
+#ifdef WARDEN_FAULTS
+            fault_save(req->device_id, d->identity_epoch, &win);
+#endif
             if (res == WARDEN__V1__TELEMETRY_RESULT__TELEMETRY_RESULT_ACCEPTED) {
                 rec.accepted++;
             } else if (res == WARDEN__V1__TELEMETRY_RESULT__TELEMETRY_RESULT_REPLAY) {

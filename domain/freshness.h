@@ -75,6 +75,19 @@ int fresh_submit(struct inv *inv, struct store_txn *t,
 int fresh_get(struct inv *inv, struct store_txn *t, const char *device_id,
               Warden__V1__TelemetryWindow **out, struct werr *e);
 
+#ifdef WARDEN_FAULTS
+/* Negative-control fault (issue 7; docs/freshness.md "Fault builds"),
+ * compiled only with -DWARDEN_FAULTS=ON: when on, fresh_submit() checks
+ * counters against a process-local in-memory window per device instead of
+ * the replicated record (which it still writes), so a restarted node -
+ * and a restarted node that becomes leader - starts every window empty
+ * and ACCEPTs counters again. Deliberately breaks the anti-replay
+ * guarantee so the Jepsen counter-freshness checker can be shown to
+ * catch it (`wardend --unsafe-fault fresh-window-volatile`). Set before
+ * the node starts; not thread-safe. */
+void fresh_fault_volatile_window(int on);
+#endif
+
 /* Submissions for unknown devices, cluster-wide. */
 int fresh_unknown_count(struct inv *inv, struct store_txn *t, uint64_t *out,
                         struct werr *e);

@@ -310,6 +310,84 @@ int inv_enroll(struct inv *inv, struct store_txn *t, const struct dom_ctx *ctx,
     return 0;
 }
 
+/* ---- labels (issue 7) ----------------------------------------------------- */
+
+int inv_update_labels(struct inv *inv, struct store_txn *t,
+                      const struct dom_ctx *ctx,
+                      const Warden__V1__UpdateDeviceLabelsRequest *req,
+                      Warden__V1__Device **out, uint64_t *prev_index,
+                      struct werr *e)
+{
+    int rc;
+    if (ctx == NULL || ctx->who == NULL || req == NULL) {
+        return werr_set(e, WERR_INTERNAL,
+                        "inv_update_labels: missing ctx or request");
+    }
+    /* Role before existence: an unauthorised caller learns nothing about
+     * which ids exist. */
+    if ((ctx->who->role & (WROLE_ADMIN | WROLE_OPERATOR)) == 0) {
+        return werr_set(e, WERR_PERM,
+                        "%s may not update device labels (admin, operator)",
+                        ctx->who->name);
+    }
+    if ((rc = inv_device_id_check(req->device_id, e)) != 0 ||
+        (rc = check_labels(req->labels, req->n_labels, e)) != 0 ||
+        (rc = check_str("idempotency_key", req->idempotency_key, 0,
+                        INV_IDEMPOTENCY_KEY_MAX, text_char, TEXT_CHARSET,
+                        e)) != 0) {
+        return werr_wrap(e, "update labels");
+    }
+    Warden__V1__Device *d;
+    if ((rc = inv_get(inv, t, req->device_id, &d, e)) != 0) {
+        return rc;
+    }
+    uint64_t have = d->updated_index;
+    if (req->expected_updated_index != 0 &&
+        req->expected_updated_index != have) {
+        inv_device_free(d);
+        return werr_set(e, WERR_PRECOND, "version mismatch: have %llu, expected %llu",
+                        (unsigned long long)have,
+                        (unsigned long long)req->expected_updated_index);
+    }
+    /* Pack the record with the request's labels borrowed in place of its
+     * own, then put the owned ones back so inv_device_free() frees them. */
+    size_t n_old = d->n_labels;
+    Warden__V1__Label **old = d->labels;
+    d->n_labels = req->n_labels;
+    d->labels = req->labels;
+    d->updated_index = ctx->index;
+    d->updated_time_ms = ctx->time_ms;
+    size_t len = warden__v1__device__get_packed_size(d);
+    uint8_t *buf = malloc(len ? len : 1);
+    if (buf != NULL) {
+        warden__v1__device__pack(d, buf);
+    }
+    d->n_labels = n_old;
+    d->labels = old;
+    inv_device_free(d);
+    if (buf == NULL) {
+        return werr_set(e, WERR_NOMEM, "update labels %s: %zu-byte record",
+                        req->device_id, len);
+    }
+    rc = store_put(t, inv->devices, req->device_id, strlen(req->device_id),
+                   buf, len, 0, e);
+    if (rc == 0 && out != NULL) {
+        *out = warden__v1__device__unpack(NULL, len, buf);
+        if (*out == NULL) {
+            rc = werr_set(e, WERR_NOMEM, "update labels %s: copying result",
+                          req->device_id);
+        }
+    }
+    free(buf);
+    if (rc != 0) {
+        return werr_wrap(e, "update labels %s", req->device_id);
+    }
+    if (prev_index != NULL) {
+        *prev_index = have;
+    }
+    return 0;
+}
+
 /* ---- get ------------------------------------------------------------------ */
 
 /* Decode a stored record and check it is the one its key names. */

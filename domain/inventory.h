@@ -83,6 +83,27 @@ int inv_enroll(struct inv *inv, struct store_txn *t, const struct dom_ctx *ctx,
                const Warden__V1__EnrollDeviceRequest *req,
                Warden__V1__Device **out, struct werr *e);
 
+/* UpdateDeviceLabels (admin, operator; issue 7): replace d's whole label
+ * set with req->labels (validated like enroll's: INV_LABELS_MAX,
+ * INV_LABEL_KEY_MAX, INV_LABEL_VALUE_MAX, no duplicate keys), as a
+ * compare-and-set on Device.updated_index: req->expected_updated_index 0 is
+ * unconditional, any other value must equal the stored updated_index.
+ * t must be a write txn. On success updated_index/updated_time_ms become
+ * ctx's, *prev_index (if non-NULL) is the updated_index before the write
+ * (for the audit detail) and *out (if non-NULL) is the new record, owned
+ * by the caller (inv_device_free). Label-selector locks and rollout
+ * selectors read the record at check time, so they see the new labels
+ * from the next command on. The state is not checked: labels are
+ * metadata, and a REVOKED device may be relabelled.
+ * Errors: WERR_INVALID (validation), WERR_PERM (role), WERR_NOTFOUND,
+ * WERR_PRECOND ("version mismatch: have N, expected M"), WERR_CORRUPT,
+ * store errors. Nothing is written on error (the caller aborts t anyway). */
+int inv_update_labels(struct inv *inv, struct store_txn *t,
+                      const struct dom_ctx *ctx,
+                      const Warden__V1__UpdateDeviceLabelsRequest *req,
+                      Warden__V1__Device **out, uint64_t *prev_index,
+                      struct werr *e);
+
 /* Look a device up. Any txn. *out is owned by the caller (inv_device_free).
  * Errors: WERR_INVALID (malformed id), WERR_NOTFOUND, WERR_CORRUPT
  * (undecodable record), store errors. */

@@ -22,6 +22,9 @@
 #include "config.h"
 #include "devcerts.h"
 #include "node.h"
+#ifdef WARDEN_FAULTS
+#include "../domain/freshness.h"
+#endif
 
 static void usage(FILE *f)
 {
@@ -74,6 +77,13 @@ static void usage(FILE *f)
             "  --max-inflight N          calls in flight per node (default %u)\n"
             "  --config FILE             key = value settings (docs/configuration.md);\n"
             "                            flags > WARDEN_<KEY> environment > file > defaults\n"
+#ifdef WARDEN_FAULTS
+            "  --unsafe-fault NAME       TESTING ONLY (a -DWARDEN_FAULTS=ON build):\n"
+            "                            break a guarantee on purpose, for the Jepsen\n"
+            "                            negative controls. NAME: fresh-window-volatile\n"
+            "                            (telemetry anti-replay window kept in process\n"
+            "                            memory, lost on restart; docs/freshness.md)\n"
+#endif
             "  -h, --help\n",
             NODE_DATA_DIR_DEFAULT, NODE_LISTEN_DEFAULT, WNODE_ELECTION_TIMEOUT_MS,
             NODE_SNAPSHOT_THRESHOLD_MIN, NODE_SNAPSHOT_THRESHOLD_MAX,
@@ -112,6 +122,7 @@ enum {
     OPT_RATE_RPS,
     OPT_RATE_BURST,
     OPT_MAX_INFLIGHT,
+    OPT_UNSAFE_FAULT,
 };
 
 static const char *env_getenv(const char *name, void *arg)
@@ -257,6 +268,9 @@ int main(int argc, char **argv)
         {"rate-limit-rps", required_argument, NULL, OPT_RATE_RPS},
         {"rate-limit-burst", required_argument, NULL, OPT_RATE_BURST},
         {"max-inflight", required_argument, NULL, OPT_MAX_INFLIGHT},
+#ifdef WARDEN_FAULTS
+        {"unsafe-fault", required_argument, NULL, OPT_UNSAFE_FAULT},
+#endif
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -292,6 +306,20 @@ int main(int argc, char **argv)
         if (ch == OPT_CONFIG) {
             continue; /* applied above */
         }
+#ifdef WARDEN_FAULTS
+        if (ch == OPT_UNSAFE_FAULT) {
+            if (strcmp(optarg, "fresh-window-volatile") != 0) {
+                wlog(WLOG_ERROR, "unknown --unsafe-fault", "fault", optarg,
+                     NULL);
+                return 2;
+            }
+            fresh_fault_volatile_window(1);
+            wlog(WLOG_WARN, "UNSAFE FAULT ENABLED: guarantees are broken on "
+                 "purpose (testing only)", "fault", optarg, NULL);
+            li = -1;
+            continue;
+        }
+#endif
         if (ch == '?' || ch == ':' || li < 0) {
             usage(stderr);
             return 2;

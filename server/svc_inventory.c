@@ -34,7 +34,8 @@
  * PERMISSION_DENIED decided here is counted for the ledger (svc_denials.c).
  *
  * Roles (the method's role set is the first gate; apply checks again):
- * EnrollDevice(s), SetDeviceState, RebindDevice: admin, operator;
+ * EnrollDevice(s), SetDeviceState, RebindDevice, UpdateDeviceLabels:
+ * admin, operator;
  * ReEnrollDevice: admin; IssueRotationNonce, RotateDeviceKey: admin,
  * operator, gateway (bound); reads: admin, operator, auditor, gateway. */
 #include <stdio.h>
@@ -143,6 +144,22 @@ static void rebind_cb(struct grpc_call *call, const ProtobufCMessage *msg,
     cmd.op_case = WARDEN__V1__COMMAND__OP_REBIND_DEVICE;
     cmd.rebind_device = (Warden__V1__RebindDeviceRequest *)req;
     PROPOSE(data, call, msg, &cmd, "rebind device", rebind_device_response);
+}
+
+/* UpdateDeviceLabels (issue 7): validation, the role and the version
+ * check all happen in apply (inv_update_labels), against the state the
+ * entry is applied to, which is what makes it a compare-and-set. */
+static void labels_cb(struct grpc_call *call, const ProtobufCMessage *msg,
+                      void *data)
+{
+    const Warden__V1__UpdateDeviceLabelsRequest *req =
+        (const Warden__V1__UpdateDeviceLabelsRequest *)msg;
+    Warden__V1__Command cmd;
+    svc_cmd_init(&cmd, grpc_call_principal(call), req->idempotency_key);
+    cmd.op_case = WARDEN__V1__COMMAND__OP_UPDATE_DEVICE_LABELS;
+    cmd.update_device_labels = (Warden__V1__UpdateDeviceLabelsRequest *)req;
+    PROPOSE(data, call, msg, &cmd, "update device labels",
+            update_device_labels_response);
 }
 
 static void nonce_cb(struct grpc_call *call, const ProtobufCMessage *msg,
@@ -317,6 +334,8 @@ int svc_inventory_register(struct grpc_router *r, struct svc_ctx *ctx,
         M("IssueRotationNonce", device_side, issue_rotation_nonce_request,
           nonce_cb),
         M("RotateDeviceKey", device_side, rotate_device_key_request, rotate_cb),
+        M("UpdateDeviceLabels", writers, update_device_labels_request,
+          labels_cb),
     };
 #undef M
     return svc_register_methods(r, ctx, methods,
