@@ -18,6 +18,11 @@
  *      records only the index, the time and the failed result. A crash
  *      between the two leaves the index unchanged, so the entry is applied
  *      again on restart and fails the same way: still exactly once.
+ *   Batched (fsm.h, "batches"): the txns of steps 3 and 4 are children of
+ *   the batch txn instead of top-level txns. Their commit merges into the
+ *   batch without I/O; the batch's one commit makes them durable together.
+ *   A crash before it loses all of them, index included, and raft re-applies
+ *   them: the same argument as step 4, over more entries.
  * Store failures (I/O, full, corrupt, out of memory) are returned
  * negative: they depend on this node, not on the log, so recording them as
  * the command's result would make nodes diverge. The node must stop.
@@ -172,6 +177,8 @@ static int meta_load(struct wfsm *f, struct werr *e)
         rc = meta_get_u64(f, t, META_TIME, &f->ctime, e);
     }
     store_txn_abort(t);
+    f->durable_applied = f->applied;
+    f->durable_ctime = f->ctime;
     return rc;
 }
 
@@ -277,6 +284,10 @@ void wfsm_close(struct wfsm *f)
     if (f == NULL) {
         return;
     }
+    /* An open batch is dropped, as in a crash (fsm.h): the caller that
+     * wants it kept commits first. LMDB must not be closed with the write
+     * txn still open. */
+    wfsm_batch_abort(f);
     wfsm__state_close(f);
     free(f);
 }
@@ -319,6 +330,80 @@ uint64_t wfsm_idem_window(const struct wfsm *f)
 void wfsm_test_fail_op_at(struct wfsm *f, uint64_t index)
 {
     f->fail_op_at = index;
+}
+
+/* ---- batches (fsm.h) ----------------------------------------------------*/
+
+int wfsm_batch_begin(struct wfsm *f, struct werr *e)
+{
+    if (f->s == NULL) {
+        return werr_set(e, WERR_PRECOND,
+                        "wfsm_batch_begin: fsm unusable after a failed "
+                        "restore");
+    }
+    if (f->batch != NULL) {
+        return werr_set(e, WERR_PRECOND, "wfsm_batch_begin: already open");
+    }
+    int rc = store_txn_begin(f->s, 1, &f->batch, e);
+    if (rc) {
+        f->batch = NULL;
+        return werr_wrap(e, "wfsm_batch_begin");
+    }
+    f->batch_entries = 0;
+    return 0;
+}
+
+int wfsm_batch_commit(struct wfsm *f, struct werr *e)
+{
+    if (f->batch == NULL) {
+        return 0;
+    }
+    struct store_txn *t = f->batch;
+    uint64_t n = f->batch_entries;
+    f->batch = NULL;
+    f->batch_entries = 0;
+    int rc = store_txn_commit(t, e); /* frees t whatever it returns */
+    if (rc) {
+        f->applied = f->durable_applied;
+        f->ctime = f->durable_ctime;
+        return werr_wrap(e, "wfsm_batch_commit (%llu entries)",
+                         (unsigned long long)n);
+    }
+    f->durable_applied = f->applied;
+    f->durable_ctime = f->ctime;
+    return 0;
+}
+
+void wfsm_batch_abort(struct wfsm *f)
+{
+    if (f->batch == NULL) {
+        return;
+    }
+    store_txn_abort(f->batch);
+    f->batch = NULL;
+    f->batch_entries = 0;
+    f->applied = f->durable_applied;
+    f->ctime = f->durable_ctime;
+}
+
+int wfsm_batch_active(const struct wfsm *f)
+{
+    return f->batch != NULL;
+}
+
+uint64_t wfsm_batch_entries(const struct wfsm *f)
+{
+    return f->batch != NULL ? f->batch_entries : 0;
+}
+
+uint64_t wfsm_committed_index(const struct wfsm *f)
+{
+    return f->durable_applied;
+}
+
+uint64_t wfsm_committed_cluster_time(const struct wfsm *f)
+{
+    return f->durable_ctime;
 }
 
 /* ---- encode / decode ----------------------------------------------------*/
@@ -1205,16 +1290,19 @@ static int idem_key_of(const Warden__V1__Command *cmd, uint8_t *k,
 }
 
 /* One attempt at applying `cmd` (NULL: malformed, res already says so) at
- * `index` in one write txn. run_op = 0 is the second attempt after the op
- * failed: record the failure in res, nothing else. Returns 0 (committed),
- * OP_FAILED (nothing committed; retry with run_op = 0) or negative. */
+ * `index` in one write txn: top-level (durable on commit) without a batch,
+ * a child of the batch txn with one. run_op = 0 is the second attempt after
+ * the op failed: record the failure in res, nothing else. Returns 0
+ * (committed), OP_FAILED (nothing committed; retry with run_op = 0) or
+ * negative. */
 static int apply_txn(struct wfsm *f, uint64_t index,
                      const Warden__V1__Command *cmd, int run_op,
                      struct op_note *note, struct wfsm_result *res,
                      struct werr *e)
 {
     struct store_txn *t;
-    int rc = store_txn_begin(f->s, 1, &t, e);
+    int rc = f->batch != NULL ? store_txn_begin_child(f->batch, &t, e)
+                              : store_txn_begin(f->s, 1, &t, e);
     if (rc) {
         return rc;
     }
@@ -1264,6 +1352,12 @@ static int apply_txn(struct wfsm *f, uint64_t index,
     }
     f->applied = index;
     f->ctime = ctime;
+    if (f->batch != NULL) {
+        f->batch_entries++;
+    } else {
+        f->durable_applied = index;
+        f->durable_ctime = ctime;
+    }
     return 0;
 
 err_abort:

@@ -7,7 +7,8 @@
  * struct raft_fsm.
  *
  * Exactly once (issue 3):
- *   - each apply runs in ONE write txn that also stores the applied index
+ *   - each apply runs in ONE write txn (a child of the batch txn when a
+ *     batch is open, see "batches" below) that also stores the applied index
  *     (and the cluster time and the idempotency record), so the command's
  *     effects and the index commit together or not at all;
  *   - an entry whose index is <= the stored applied index is skipped (Raft
@@ -115,6 +116,56 @@ uint64_t wfsm_idem_window(const struct wfsm *f);
 /* The audit ledger (domain/audit.h) of this fsm: borrowed, same lifetime
  * rules as wfsm_store()/wfsm_inv(). Read it in a store read txn. */
 struct audit *wfsm_audit(struct wfsm *f);
+
+/* ---- batches: many entries, one durable commit ---------------------------
+ * Without a batch every wfsm_apply() is one durable LMDB commit (two
+ * fsyncs). The Raft log is already fsynced before an entry commits, so the
+ * node applies the entries of one loop iteration in ONE LMDB write txn
+ * (docs/consensus.md, "Batched apply"):
+ *   - wfsm_batch_begin() opens the batch txn (it holds LMDB's writer lock
+ *     until it ends). While it is open, wfsm_apply() runs each entry in a
+ *     child txn of it (store_txn_begin_child): the op, the idempotency
+ *     lookup and record, pruning, the applied index and the cluster time
+ *     of that entry, and, if the op fails, the second child that records
+ *     only the failure (audit, index, time). The batch therefore always
+ *     holds a whole number of entries, each exactly as an unbatched apply
+ *     would have written it. Entries later in the batch see the writes of
+ *     earlier ones (an idempotency key repeated within a batch replays).
+ *   - wfsm_batch_commit() commits it: one durable commit for all of them.
+ *   - wfsm_batch_abort() (and wfsm_close() with a batch open) drops it: as
+ *     if the process had crashed before the commit. The in-memory applied
+ *     index and cluster time roll back to the last commit, so re-applying
+ *     the same entries applies them again, exactly once.
+ * While a batch is open, wfsm_applied_index() and wfsm_cluster_time()
+ * include its uncommitted entries (that is what apply needs: skip rule,
+ * cluster time), but read txns and snapshots see only the last commit:
+ * wfsm_committed_index() says how far that is. The caller must not
+ * acknowledge an entry to anyone before the batch holding it commits.
+ * Snapshot and restore refuse to run with a batch open (WERR_PRECOND):
+ * commit first. The store is borrowed by the batch: do not begin another
+ * write txn on wfsm_store() while one is open (LMDB's writer lock is not
+ * re-entrant: it would deadlock). */
+
+/* Open a batch. WERR_PRECOND if one is open or the fsm is unusable;
+ * otherwise the store's begin errors. */
+int wfsm_batch_begin(struct wfsm *f, struct werr *e);
+/* Commit the open batch (0 when none is open: nothing to do). On failure
+ * the batch is gone (aborted), the mirrors roll back to the last commit,
+ * and the caller must stop applying: the error is the store's (node
+ * fatal). */
+int wfsm_batch_commit(struct wfsm *f, struct werr *e);
+/* Drop the open batch, if any, and roll the mirrors back. */
+void wfsm_batch_abort(struct wfsm *f);
+/* 1 while a batch is open. */
+int wfsm_batch_active(const struct wfsm *f);
+/* Entries applied (not skipped) into the open batch; 0 without one. */
+uint64_t wfsm_batch_entries(const struct wfsm *f);
+/* The applied index and cluster time of the last durable commit: what a
+ * read txn sees. Readers that report an index or judge expiry next to data
+ * they read (AuditHead, ListGrants, RolloutStatus) should use these; with
+ * no batch open they equal wfsm_applied_index()/wfsm_cluster_time(). */
+uint64_t wfsm_committed_index(const struct wfsm *f);
+uint64_t wfsm_committed_cluster_time(const struct wfsm *f);
 
 /* Test-only fault injection: the op of the entry applied at `index` fails
  * with WERR_PRECOND after it has made its writes, the way a later step of

@@ -49,8 +49,17 @@ struct wfsm {
     unsigned dbi_meta;
     unsigned dbi_idem;
     unsigned dbi_idem_idx;
-    uint64_t applied;      /* mirror of fsm.meta applied_index */
-    uint64_t ctime;        /* mirror of fsm.meta cluster_time */
+    /* Mirrors of fsm.meta applied_index and cluster_time as applied: with
+     * a batch open they include entries not yet committed (fsm.h). */
+    uint64_t applied;
+    uint64_t ctime;
+    /* The applied index and cluster time of the last durable commit, i.e.
+     * what LMDB (and a read txn) holds; equal to the two above whenever no
+     * batch is open. A batch abort rolls the mirrors back to these. */
+    uint64_t durable_applied;
+    uint64_t durable_ctime;
+    struct store_txn *batch; /* the open batch txn (fsm.h), or NULL */
+    uint64_t batch_entries;  /* entries applied into it (skips excluded) */
     uint64_t idem_window;  /* entries; WFSM_IDEM_WINDOW by default */
     uint64_t fail_op_at;   /* test hook, see wfsm_test_fail_op_at() */
     size_t map_size;       /* in effect (0 resolved to the default) */

@@ -273,6 +273,13 @@ int wfsm_snapshot(struct wfsm *f, uint8_t **buf, size_t *len, struct werr *e)
         return werr_set(e, WERR_PRECOND,
                         "wfsm_snapshot: fsm unusable after a failed restore");
     }
+    if (f->batch != NULL) {
+        /* The copy would miss the batch's entries while raft labels the
+         * snapshot with its own last applied index, which includes them:
+         * a follower restoring it would skip them forever (fsm.h). */
+        return werr_set(e, WERR_PRECOND,
+                        "wfsm_snapshot: a batch is open; commit it first");
+    }
     char snap[WFSM_PATH_MAX], data[WFSM_PATH_MAX + sizeof DATA_FILE + 1];
     path_of(snap, f->dir, WFSM_SUFFIX_SNAPSHOT);
     snprintf(data, sizeof data, "%s/%s", snap, DATA_FILE);
@@ -374,6 +381,12 @@ int wfsm_restore(struct wfsm *f, const uint8_t *buf, size_t len, int *skipped,
     if (f->s == NULL) {
         return werr_set(e, WERR_PRECOND,
                         "wfsm_restore: fsm unusable after a failed restore");
+    }
+    if (f->batch != NULL) {
+        /* Restore closes the env, and its skip rule compares with the
+         * applied index, which must be durable (fsm.h). */
+        return werr_set(e, WERR_PRECOND,
+                        "wfsm_restore: a batch is open; commit it first");
     }
     if (buf == NULL || len == 0) {
         return werr_set(e, WERR_INVALID, "wfsm_restore: empty snapshot");

@@ -16,6 +16,7 @@
 
 #include "common/log.h"
 #include "consensus/transport_tls.h"
+#include "storage/store.h"
 
 /* data_dir + "/raft" or "/db", NUL included. */
 #define NODE_PATH_MAX 512
@@ -34,6 +35,7 @@ struct prop {
     raft_index index;               /* raft's index, once submitted */
     raft_term term;                 /* term at submit */
     struct wfsm_result *res;        /* set by the fsm adapter at apply */
+    int status;                     /* for its callback, once resolved */
     wnode_propose_cb cb;
     void *arg;
 };
@@ -45,6 +47,7 @@ struct plist {
 
 struct reader {
     struct reader *next;
+    int status;                     /* for its callback, once resolved */
     wnode_barrier_cb cb;
     void *arg;
 };
@@ -72,10 +75,20 @@ struct wnode {
 
     uv_idle_t flush;                /* group commit + deferred work */
     uv_timer_t tick;                /* idle Tick */
+    uv_check_t settle;              /* commits the apply batch after poll */
     unsigned handles_open;
 
     struct plist queued;            /* accepted, not yet given to raft */
     struct plist inflight;          /* given to raft, callback pending */
+
+    /* Batched apply ("Batched apply" in docs/consensus.md). Callbacks of
+     * entries applied into the open LMDB batch wait in wait_* until it
+     * commits; then they move to ready_* with their status and fire from
+     * the loop (settle), never from inside raft's fsm callbacks. */
+    struct plist wait_props, ready_props;
+    struct rlist wait_readers, ready_readers;
+    uint64_t batch_bytes;           /* entry bytes in the open batch */
+    int hold_batch;                 /* test hook: wnode_test_hold_batch() */
 
     struct rlist next_readers;      /* wait for the next barrier */
     struct rlist cur_readers;       /* served by the barrier in flight */
@@ -116,6 +129,7 @@ struct wnode {
 
     uint64_t n_proposals, n_flushes, n_ticks, n_barriers, n_readers;
     uint64_t n_restores, n_restores_skipped, n_snapshots;
+    uint64_t n_apply_batches;
 };
 
 /* ---- small helpers ---------------------------------------------------------- */
@@ -215,6 +229,20 @@ static void rlist_fire(struct wnode *n, struct rlist *l, int status)
     }
 }
 
+/* Move every reader of from to the end of to, each with status. */
+static void rlist_move(struct rlist *to, struct rlist *from, int status)
+{
+    struct reader *r = from->head;
+    from->head = from->tail = NULL;
+    from->n = 0;
+    while (r != NULL) {
+        struct reader *next = r->next;
+        r->status = status;
+        rlist_push(to, r);
+        r = next;
+    }
+}
+
 int wnode_addr_split(const char *address, char *peer, size_t peer_cap,
                      char *client, size_t client_cap)
 {
@@ -273,6 +301,7 @@ static int refuse_reason(struct wnode *n)
 }
 
 static void flush_cb(uv_idle_t *h);
+static void settle_cb(uv_check_t *h);
 
 /* Run flush_cb on this loop iteration (before the loop blocks in poll). */
 static void kick(struct wnode *n)
@@ -321,6 +350,135 @@ static void report_fatal(struct wnode *n)
     /* Nobody to tell: stopping the process is the loud stop. */
     wlog(WLOG_ERROR, "consensus: no fatal handler; aborting", NULL);
     abort();
+}
+
+/* ---- batched apply ------------------------------------------------------------ */
+
+/* Why and how: docs/consensus.md, "Batched apply". In short: raft_uv has
+ * fsynced every entry before raft commits it, so LMDB need not sync each
+ * one. The adapter opens a wfsm batch at the first entry it applies in a
+ * loop iteration; settle() commits it once, after the poll phase in which
+ * raft_uv delivered the commits (append completions, peer messages), and
+ * only then fires the callbacks of the entries in it. The batch is also
+ * committed when it reaches WNODE_APPLY_BATCH_MAX/_BYTES, before a
+ * snapshot, before a restore and at close. */
+
+static void prop_finish(struct prop *p, int status);
+
+/* Resolve every callback waiting on the open batch: 0 when it committed,
+ * WERR_INTERNAL when the commit failed (the node is failing). They fire
+ * later, from settle(). */
+static void waiters_resolve(struct wnode *n, int failed)
+{
+    while (n->wait_props.head != NULL) {
+        struct prop *p = n->wait_props.head;
+        plist_remove(&n->wait_props, p);
+        if (failed)
+            p->status = WERR_INTERNAL;
+        plist_push(&n->ready_props, p);
+    }
+    rlist_move(&n->ready_readers, &n->wait_readers,
+               failed ? WERR_INTERNAL : 0);
+}
+
+/* Commit the open batch, if any. Fires nothing, so it is safe inside
+ * raft's fsm callbacks. A failure is fatal, like a failed apply: the node
+ * stops applying (node_fail) and the waiting callbacks get WERR_INTERNAL.
+ * Returns 0 or the store's error. */
+static int batch_commit(struct wnode *n)
+{
+    struct werr e;
+    uint64_t upto;
+    int rv;
+
+    if (n->fsm == NULL || !wfsm_batch_active(n->fsm))
+        return 0;
+    upto = wfsm_applied_index(n->fsm);
+    werr_clear(&e);
+    rv = wfsm_batch_commit(n->fsm, &e);
+    n->batch_bytes = 0;
+    if (rv != 0) {
+        if (n->failed)
+            wlog(WLOG_ERROR, "consensus: apply batch commit failed",
+                 "error", e.msg, NULL);
+        node_fail(n, &e, upto);
+        waiters_resolve(n, 1);
+        return rv;
+    }
+    n->n_apply_batches++;
+    waiters_resolve(n, 0);
+    return 0;
+}
+
+/* Open a batch for the entry at index. On failure the node fails. */
+static int batch_open(struct wnode *n, raft_index index)
+{
+    struct werr e;
+
+    werr_clear(&e);
+    if (wfsm_batch_begin(n->fsm, &e) != 0) {
+        node_fail(n, &e, index);
+        return -1;
+    }
+    n->batch_bytes = 0;
+    /* The check handle commits after this iteration's poll phase. The idle
+     * kick keeps the loop from blocking in poll with the batch open when it
+     * was opened before poll (timers phase, or outside the loop): the
+     * flush then settles it before poll instead. */
+    uv_check_start(&n->settle, settle_cb);
+    kick(n);
+    return 0;
+}
+
+/* Fire the resolved callbacks, in order: proposals (log order), then
+ * readers (their barrier came after those entries). Lists are detached
+ * first, so a callback may propose, read or close the node. */
+static void ready_fire(struct wnode *n)
+{
+    struct plist props = n->ready_props;
+    struct reader *r = n->ready_readers.head;
+
+    memset(&n->ready_props, 0, sizeof n->ready_props);
+    memset(&n->ready_readers, 0, sizeof n->ready_readers);
+    while (props.head != NULL) {
+        struct prop *p = props.head;
+        plist_remove(&props, p);
+        prop_finish(p, p->status);
+    }
+    while (r != NULL) {
+        struct reader *next = r->next;
+        if (r->status == 0)
+            n->n_readers++;
+        r->cb(r->arg, r->status);
+        free(r);
+        r = next;
+    }
+}
+
+/* Commit the batch (if open) and fire what waited on it. From the loop
+ * only (check and idle callbacks, close). */
+static void settle(struct wnode *n)
+{
+    if (!n->hold_batch)
+        batch_commit(n);
+    ready_fire(n);
+    if (n->fsm == NULL || !wfsm_batch_active(n->fsm) || n->hold_batch)
+        uv_check_stop(&n->settle);
+}
+
+void wnode_test_hold_batch(struct wnode *n, int hold)
+{
+    n->hold_batch = hold != 0;
+    if (!n->hold_batch && n->fsm != NULL && wfsm_batch_active(n->fsm) &&
+        !n->closing) {
+        uv_check_start(&n->settle, settle_cb);
+        kick(n);
+    }
+}
+
+static void settle_cb(uv_check_t *h)
+{
+    settle(h->data);
 }
 
 /* ---- the raft_fsm adapter ------------------------------------------------------ */
@@ -382,12 +540,26 @@ static int rfsm_apply(struct raft_fsm *rf, const struct raft_buffer *buf,
     *result = NULL;
     if (n->failed)
         return 0;
+    /* Entries at or below the applied index are skipped by the fsm (the
+     * replay after a restart): no batch for those. */
+    if (index > wfsm_applied_index(n->fsm) && !wfsm_batch_active(n->fsm) &&
+        batch_open(n, index) != 0)
+        return 0;
     memset(&res, 0, sizeof res);
     werr_clear(&e);
     rv = wfsm_apply(n->fsm, index, buf->base, buf->len, &res, &e);
     if (rv < 0) {
         node_fail(n, &e, index);
+        /* The batch holds whole entries before this one (wfsm runs each in
+         * a child txn): keep them, as unbatched applies would have. */
+        batch_commit(n);
         return 0;
+    }
+    if (!res.skipped && wfsm_batch_active(n->fsm)) {
+        n->batch_bytes += buf->len;
+        if (wfsm_batch_entries(n->fsm) >= WNODE_APPLY_BATCH_MAX ||
+            n->batch_bytes >= WNODE_APPLY_BATCH_BYTES)
+            batch_commit(n);
     }
     n->ct_base_ms = wfsm_cluster_time(n->fsm);
     n->ct_applied_at_ms = mono_ms();
@@ -414,6 +586,13 @@ static int rfsm_snapshot(struct raft_fsm *rf, struct raft_buffer *bufs[],
 
     if (n->failed)
         return RAFT_IOERR; /* see node_fail */
+    /* raft labels the snapshot with its last applied index: the copy must
+     * hold every entry up to it, so the batch commits first (unless a test
+     * holds it open: then no snapshot now, raft tries again later). */
+    if (n->hold_batch && wfsm_batch_active(n->fsm))
+        return RAFT_BUSY;
+    if (batch_commit(n) != 0)
+        return RAFT_IOERR;
     werr_clear(&e);
     if (wfsm_snapshot(n->fsm, &data, &len, &e) != 0) {
         wlog(WLOG_WARN, "consensus: snapshot failed", "error", e.msg, NULL);
@@ -443,6 +622,10 @@ static int rfsm_restore(struct raft_fsm *rf, struct raft_buffer *buf)
     struct werr e;
 
     if (n->failed)
+        return RAFT_IOERR;
+    /* Restore closes the env and compares with the applied index: both
+     * need the batch committed. Its callbacks fire from settle(). */
+    if (batch_commit(n) != 0)
         return RAFT_IOERR;
     werr_clear(&e);
     if (wfsm_restore(n->fsm, buf->base, buf->len, &skipped, &e) != 0) {
@@ -498,6 +681,17 @@ static void apply_cb(struct raft_apply *req, int status, void *result)
     if (st != 0 && st != WERR_UNAVAIL && st != WERR_CANCELLED &&
         st != WERR_INTERNAL)
         st = WERR_UNAVAIL;
+    if (st == 0 && n->fsm != NULL && wfsm_batch_active(n->fsm)) {
+        /* Applied into the open batch: not durable, not readable yet. The
+         * reply waits for the commit (settle). */
+        p->status = 0;
+        plist_push(&n->wait_props, p);
+        return;
+    }
+    /* No batch open: the entry is durable iff the last commit reached it.
+     * It did not when its batch failed to commit (the node failed). */
+    if (st == 0 && (n->fsm == NULL || p->index > wfsm_committed_index(n->fsm)))
+        st = WERR_INTERNAL;
     prop_finish(p, st);
 }
 
@@ -603,6 +797,16 @@ static void barrier_cb(struct raft_barrier *req, int status)
     struct wnode *n = req->data;
     int st = status == 0 ? 0 : n->closing ? WERR_CANCELLED : WERR_UNAVAIL;
     n->barrier_busy = 0;
+    if (st == 0 && n->fsm != NULL && wfsm_batch_active(n->fsm)) {
+        /* The entries before the barrier are applied but not committed: a
+         * read txn would not see them yet. Read after the commit. */
+        rlist_move(&n->wait_readers, &n->cur_readers, 0);
+        if (n->next_readers.head != NULL)
+            kick(n);
+        return;
+    }
+    if (st == 0 && n->failed)
+        st = WERR_INTERNAL; /* applies stopped: local state is behind */
     rlist_fire(n, &n->cur_readers, st);
     if (n->next_readers.head != NULL)
         kick(n);
@@ -804,6 +1008,8 @@ static void flush_cb(uv_idle_t *h)
 {
     struct wnode *n = h->data;
 
+    /* A batch opened before poll (see batch_open) commits here. */
+    settle(n);
     report_fatal(n);
     if (n->closing)
         return;
@@ -812,7 +1018,8 @@ static void flush_cb(uv_idle_t *h)
     flush_change(n);
     if (n->queued.head == NULL &&
         (n->next_readers.head == NULL || n->barrier_busy) &&
-        n->change_stage != CH_PROMOTE_PENDING && !n->fatal_pending)
+        n->change_stage != CH_PROMOTE_PENDING && !n->fatal_pending &&
+        (n->fsm == NULL || !wfsm_batch_active(n->fsm) || n->hold_batch))
         uv_idle_stop(h);
 }
 
@@ -897,11 +1104,17 @@ static void teardown_rest(struct wnode *n)
         n->transfer_busy = 0;
         n->transfer_cb(n->transfer_arg, WERR_CANCELLED);
     }
+    /* raft is closed: nothing applies any more. Entries applied since
+     * teardown() commit now (they are committed in raft; keeping them
+     * spares a re-apply), and whoever waited on them is answered. */
+    batch_commit(n);
+    ready_fire(n);
     if (n->fsm != NULL)
         wfsm_close(n->fsm);
     n->fsm = NULL;
     uv_close((uv_handle_t *)&n->flush, handle_closed_cb);
     uv_close((uv_handle_t *)&n->tick, handle_closed_cb);
+    uv_close((uv_handle_t *)&n->settle, handle_closed_cb);
 }
 
 static void raft_closed_cb(struct raft *r)
@@ -916,6 +1129,10 @@ static void teardown(struct wnode *n)
     n->closing = 1;
     uv_idle_stop(&n->flush);
     uv_timer_stop(&n->tick);
+    /* Applied entries commit and their callbacks fire with status 0: they
+     * are committed in raft and now durable in LMDB. */
+    batch_commit(n);
+    ready_fire(n);
     /* Not yet given to raft: cancel now, in order. */
     while (n->queued.head != NULL) {
         struct prop *p = n->queued.head;
@@ -1068,9 +1285,11 @@ int wnode_start(struct wnode **out, const struct wnode_config *cfg,
     }
     uv_idle_init(n->loop, &n->flush);
     uv_timer_init(n->loop, &n->tick);
+    uv_check_init(n->loop, &n->settle);
     n->flush.data = n;
     n->tick.data = n;
-    n->handles_open = 2;
+    n->settle.data = n;
+    n->handles_open = 3;
     /* From here on every failure goes through teardown(), which frees n
      * from the loop once raft and the handles are closed. */
     n->start_failed = 1;
@@ -1158,6 +1377,7 @@ void wnode_status(struct wnode *n, struct wnode_status *st)
     st->restores = n->n_restores;
     st->restores_skipped = n->n_restores_skipped;
     st->snapshots = n->n_snapshots;
+    st->apply_batches = n->n_apply_batches;
     st->wall_offset_known = n->wall_offset_known;
     st->wall_offset_ms = n->wall_offset_ms;
     st->state = WNODE_UNAVAILABLE;
@@ -1172,7 +1392,9 @@ void wnode_status(struct wnode *n, struct wnode_status *st)
                  sizeof st->leader_client_addr);
     st->commit_index = raft_commit_index(r);
     st->applied_index = raft_last_applied(r);
-    st->fsm_applied_index = n->fsm ? wfsm_applied_index(n->fsm) : 0;
+    st->fsm_applied_index = n->fsm ? wfsm_committed_index(n->fsm) : 0;
+    if (n->fsm != NULL && wfsm_store(n->fsm) != NULL)
+        st->lmdb_commits = store_commits(wfsm_store(n->fsm));
     st->last_index = raft_last_index(r);
     st->snapshot_index = r->trail.snapshot.index;
     st->snapshot_term = r->trail.snapshot.term;

@@ -6,6 +6,11 @@
  *   - group commit: proposals are queued and submitted once per loop
  *     iteration (at most WNODE_BATCH_MAX per iteration), so raft_uv sees them
  *     back to back and coalesces them into few disk writes;
+ *   - batched apply: the entries raft commits in one loop iteration are
+ *     applied in one LMDB write txn (wfsm batches) committed once, after
+ *     the poll phase; every proposal and barrier callback of those entries
+ *     waits for that commit, so a reply never acknowledges state that a
+ *     read txn cannot see or a crash could lose;
  *   - cluster time: the leader stamps each command with the last committed
  *     cluster time + monotonic ms since it applied that entry (never the
  *     wall clock), and proposes a Tick when idle for tick_idle_ms;
@@ -73,6 +78,17 @@
  * command is a few dozen bytes, anything longer is some other op, and this
  * keeps the offset probe from unpacking every entry. */
 #define WNODE_TICK_PEEK_MAX 128
+/* Batched apply (docs/consensus.md, "Batched apply"): committed entries are
+ * applied into one LMDB write txn that commits once per loop iteration, or
+ * as soon as it holds this many entries or this many entry bytes. The caps
+ * bound what one commit costs and what a crash makes raft re-apply, the
+ * dirty pages LMDB keeps in memory for the txn (a restarted node re-applies
+ * its whole unsnapshotted log in one raft step), and how long the replies
+ * waiting on the commit wait. 1024 is 4x the proposals one flush hands to
+ * raft (WNODE_BATCH_MAX); 16 MiB is four of the largest commands
+ * (WFSM_CMD_MAX). */
+#define WNODE_APPLY_BATCH_MAX 1024u
+#define WNODE_APPLY_BATCH_BYTES ((uint64_t)16 << 20)
 
 /* Defaults (0 in the config selects them). */
 #define WNODE_ELECTION_TIMEOUT_MS 1000   /* raft's own default */
@@ -259,7 +275,8 @@ struct wnode_status {
     char leader_client_addr[WNODE_HOSTPORT_MAX];
     uint64_t commit_index;
     uint64_t applied_index;         /* raft_last_applied */
-    uint64_t fsm_applied_index;     /* the applied index stored in LMDB */
+    uint64_t fsm_applied_index;     /* the applied index stored in LMDB
+                                       (committed; wfsm_committed_index) */
     uint64_t last_index;            /* last entry in the local log */
     uint64_t snapshot_index, snapshot_term;   /* 0: none yet */
     unsigned n_members;
@@ -282,11 +299,21 @@ struct wnode_status {
     uint64_t restores;              /* snapshot restores run by raft */
     uint64_t restores_skipped;      /* ... skipped because LMDB was newer */
     uint64_t snapshots;             /* snapshots taken */
+    uint64_t apply_batches;         /* apply batches committed */
+    uint64_t lmdb_commits;          /* durable LMDB commits (store_commits) */
     unsigned long tls_refused;      /* peer connections refused */
 };
 
 /* Fill st. Never fails. */
 void wnode_status(struct wnode *n, struct wnode_status *st);
+
+/* Test-only: while hold is set, the apply batch is not committed at the
+ * end of a loop iteration (it still commits at its size caps, before a
+ * restore and at close; snapshots are refused meanwhile, and raft retries
+ * them). Applied entries then stay uncommitted across iterations, so a
+ * test can check that no callback runs before the commit. Clearing it
+ * commits at the next loop pass. */
+void wnode_test_hold_batch(struct wnode *n, int hold);
 
 /* Split "peer/client" into its parts (each cap >= WNODE_HOSTPORT_MAX).
  * Returns 0 or WERR_INVALID. Either output may be NULL. */

@@ -26,6 +26,7 @@ struct store {
     MDB_env *env;
     char path[4096];
     unsigned ndbis;
+    uint64_t commits;        /* durable top-level commits (store_commits) */
     struct {
         MDB_dbi dbi;
         char name[64];
@@ -39,6 +40,8 @@ struct store_txn {
     int poisoned;            /* code of the failure that poisoned it, or 0 */
     unsigned open_cursors;   /* must be 0 at commit (store.h) */
     struct store_cursor *cursors; /* open cursors, closed at txn end */
+    struct store_txn *parent; /* NULL for a top-level txn */
+    struct store_txn *child;  /* the open child, if any (one at a time) */
 };
 
 struct store_cursor {
@@ -126,12 +129,19 @@ static int txn_fail(struct store_txn *t, int code)
     return code;
 }
 
-static int txn_check(const struct store_txn *t, struct werr *e)
+static int txn_check(struct store_txn *t, struct werr *e)
 {
     if (t->poisoned) {
         return werr_set(e, WERR_ABORTED,
                         "store txn already failed (%s); only abort is allowed",
                         werr_str(t->poisoned));
+    }
+    if (t->child != NULL) {
+        /* LMDB blocks a parent while its child is open (MDB_BAD_TXN); a
+         * caller doing this has lost track of which txn it holds. */
+        return txn_fail(t, werr_set(e, WERR_INTERNAL,
+                                    "store txn used while its child txn is "
+                                    "open"));
     }
     return 0;
 }
@@ -275,6 +285,7 @@ int store_dbi(struct store *s, const char *name, unsigned *dbi,
         translate(rc, e, "txn_commit");
         return werr_wrap(e, "store_dbi %s", name);
     }
+    s->commits++;
     s->dbis[s->ndbis].dbi = d;
     strcpy(s->dbis[s->ndbis].name, name);
     s->ndbis++;
@@ -312,31 +323,112 @@ int store_txn_begin(struct store *s, int write, struct store_txn **out,
     return 0;
 }
 
+/* Free t's wrapper after LMDB has ended (or is about to end) its txn:
+ * close our cursor wrappers, end an open child first, unlink from the
+ * parent. Does not touch t->txn. */
+static void txn_release(struct store_txn *t)
+{
+    if (t->child != NULL) {
+        /* LMDB ends children with their parent; aborting the child first
+         * makes that explicit and frees its wrapper. */
+        struct store_txn *c = t->child;
+        txn_release(c);
+        mdb_txn_abort(c->txn);
+        free(c);
+        t->child = NULL;
+    }
+    txn_close_cursors(t);
+    if (t->parent != NULL) {
+        t->parent->child = NULL;
+    }
+}
+
+int store_txn_begin_child(struct store_txn *parent, struct store_txn **out,
+                          struct werr *e)
+{
+    if (parent == NULL || !parent->write) {
+        return werr_set(e, WERR_INVALID,
+                        "store child txn needs a write parent");
+    }
+    if (parent->poisoned) {
+        return werr_set(e, WERR_INVALID,
+                        "store child txn of a failed parent (%s)",
+                        werr_str(parent->poisoned));
+    }
+    if (parent->child != NULL) {
+        return werr_set(e, WERR_INVALID,
+                        "store parent txn already has a child open");
+    }
+    if (parent->open_cursors) {
+        return werr_set(e, WERR_INVALID,
+                        "store child txn while the parent has %u cursors "
+                        "open", parent->open_cursors);
+    }
+    struct store_txn *t = calloc(1, sizeof *t);
+    if (t == NULL) {
+        return werr_set(e, WERR_NOMEM, "store_txn_begin_child: allocating");
+    }
+    int rc = mdb_txn_begin(parent->s->env, parent->txn, 0, &t->txn);
+    if (rc != 0) {
+        free(t);
+        translate(rc, e, "txn_begin(child)");
+        return e ? e->code : WERR_IO;
+    }
+    t->s = parent->s;
+    t->write = 1;
+    t->parent = parent;
+    parent->child = t;
+    *out = t;
+    return 0;
+}
+
 int store_txn_commit(struct store_txn *t, struct werr *e)
 {
     int rc;
+    if (t->child != NULL) {
+        txn_release(t);
+        mdb_txn_abort(t->txn);
+        free(t);
+        return werr_set(e, WERR_INTERNAL,
+                        "store commit with a child txn open; both aborted");
+    }
     if (t->poisoned) {
         rc = werr_set(e, WERR_ABORTED,
                       "store commit refused: txn failed earlier (%s); aborted",
                       werr_str(t->poisoned));
-        txn_close_cursors(t);
+        txn_release(t);
         mdb_txn_abort(t->txn);
         free(t);
         return rc;
     }
     if (t->open_cursors) {
-        txn_close_cursors(t);
+        txn_release(t);
         mdb_txn_abort(t->txn);
         free(t);
         return werr_set(e, WERR_INTERNAL,
                         "store commit with open cursors; aborted");
     }
     /* mdb_txn_commit frees the txn whatever it returns. For a read txn it
-     * just releases the reader slot. */
+     * just releases the reader slot. For a child it merges into the parent
+     * without I/O. */
+    struct store_txn *parent = t->parent;
+    struct store *s = t->s;
+    int write = t->write;
+    txn_release(t);
     rc = mdb_txn_commit(t->txn);
     free(t);
     if (rc != 0) {
-        return translate(rc, e, "txn_commit");
+        rc = translate(rc, e, parent ? "txn_commit(child)" : "txn_commit");
+        if (parent != NULL && parent->poisoned == 0) {
+            /* lmdb.h promises nothing about a parent after a failed
+             * nested commit; treat it as broken rather than commit an
+             * unknown part of the child. */
+            parent->poisoned = rc;
+        }
+        return rc;
+    }
+    if (parent == NULL && write) {
+        s->commits++;
     }
     return 0;
 }
@@ -346,7 +438,7 @@ void store_txn_abort(struct store_txn *t)
     if (t == NULL) {
         return;
     }
-    txn_close_cursors(t);
+    txn_release(t);
     mdb_txn_abort(t->txn);
     free(t);
 }
@@ -563,4 +655,9 @@ int store_txn_failed(const struct store_txn *t)
 const char *store_path(const struct store *s)
 {
     return s->path;
+}
+
+uint64_t store_commits(const struct store *s)
+{
+    return s->commits;
 }

@@ -114,4 +114,40 @@ int store_txn_failed(const struct store_txn *t);
 /* The directory the store was opened on; valid until store_close(). */
 const char *store_path(const struct store *s);
 
+/* ---- nested write transactions ----------------------------------------
+ * LMDB nests write txns (mdb_txn_begin with a parent, lmdb.h). The state
+ * machine applies many Raft entries in one durable txn (a batch) and runs
+ * each entry in a child, so a failing command drops only its own writes
+ * (docs/storage.md, "Nested transactions").
+ *
+ * Begin a child of `parent`, which must be a write txn that is not
+ * poisoned, has no child open (LMDB allows one at a time) and has no open
+ * cursors (LMDB would shadow them into the child; we keep the rule simple).
+ * Any of those is WERR_INVALID and leaves the parent as it was.
+ * While the child is open the parent is blocked: any call on the parent
+ * (or on a cursor of it) fails with WERR_INTERNAL and poisons the parent.
+ * The child sees the parent's uncommitted writes.
+ *   - store_txn_commit(child): merges the child's writes into the parent.
+ *     No disk I/O and no sync: they become durable only when the top-level
+ *     txn commits, and vanish if it is aborted. A poisoned child is aborted
+ *     (WERR_ABORTED) and the parent is unaffected. If LMDB's merge itself
+ *     fails (out of memory), the child is gone and the parent is poisoned:
+ *     we cannot tell how much of the child reached it.
+ *   - store_txn_abort(child): drops the child's writes; the parent goes on
+ *     exactly as before the child began.
+ *   - ending the parent while a child is open: abort aborts and frees the
+ *     child too (its handle becomes invalid); commit aborts both and
+ *     returns WERR_INTERNAL (committing over an open child is a bug).
+ * The child handle is owned by the caller like any txn. Children nest
+ * (a child can have a child), with the same rules at each level. */
+int store_txn_begin_child(struct store_txn *parent, struct store_txn **out,
+                          struct werr *e);
+
+/* Durable commits made on s since store_open(): top-level write txns
+ * committed successfully, including store_dbi()'s. Child commits and read
+ * txns are not counted. Each is one LMDB commit (two fsyncs, see above),
+ * so tests and metrics use it to count syncs. Plain counter: read it on
+ * the thread that writes (the loop thread in wardend). */
+uint64_t store_commits(const struct store *s);
+
 #endif

@@ -1,7 +1,9 @@
 /* test_storage_store.c - storage/store.c against real LMDB files in
  * mkdtemp directories: CRUD, cursors, counts, reopen persistence, compacted
  * copy, and the translation of LMDB failures into WERR codes (map full,
- * corrupt file, bad keys) including txn poisoning. */
+ * corrupt file, bad keys) including txn poisoning; nested write txns
+ * (commit merges, abort drops only the child, misuse, a full map in a
+ * child) and the durable-commit counter. */
 #include "storage/store.h"
 
 #include <fcntl.h>
@@ -349,6 +351,230 @@ TEST(dbi_limit)
     store_close(s);
 }
 
+/* ---- nested write txns (store_txn_begin_child) ------------------------ */
+
+TEST(nested_child_commit_merges_without_a_durable_commit)
+{
+    struct werr e = {0};
+    struct store *s;
+    char buf[64];
+    CHECK_EQ_INT(open_at(fresh_dir("nest_commit"), 0, &s, &e), 0);
+    unsigned d;
+    CHECK_EQ_INT(store_dbi(s, "d", &d, &e), 0);
+    uint64_t c0 = store_commits(s);
+
+    struct store_txn *p, *c, *g;
+    CHECK_EQ_INT(store_txn_begin(s, 1, &p, &e), 0);
+    CHECK_EQ_INT(store_put(p, d, "a", 1, "1", 1, 0, &e), 0);
+    CHECK_EQ_INT(store_txn_begin_child(p, &c, &e), 0);
+    /* The child sees the parent's uncommitted write. */
+    struct store_val v;
+    CHECK_EQ_INT(store_get(c, d, "a", 1, &v, &e), 0);
+    CHECK_EQ_INT(store_put(c, d, "b", 1, "2", 1, 0, &e), 0);
+    /* Children nest. */
+    CHECK_EQ_INT(store_txn_begin_child(c, &g, &e), 0);
+    CHECK_EQ_INT(store_put(g, d, "c", 1, "3", 1, 0, &e), 0);
+    CHECK_EQ_INT(store_txn_commit(g, &e), 0);
+    CHECK_EQ_INT(store_get(c, d, "c", 1, &v, &e), 0);
+    CHECK_EQ_INT(store_txn_commit(c, &e), 0);
+    /* Merged into the parent, but nothing is durable or visible yet. */
+    CHECK_EQ_INT(store_commits(s), c0);
+    CHECK_EQ_INT(store_get(p, d, "b", 1, &v, &e), 0);
+    CHECK_EQ_INT(get_str(s, d, "b", buf, sizeof buf), WERR_NOTFOUND);
+    CHECK_EQ_INT(store_txn_commit(p, &e), 0);
+    CHECK_EQ_INT(store_commits(s), c0 + 1);
+    CHECK_EQ_INT(get_str(s, d, "a", buf, sizeof buf), 0);
+    CHECK_EQ_INT(get_str(s, d, "b", buf, sizeof buf), 0);
+    CHECK_EQ_STR(buf, "2");
+    CHECK_EQ_INT(get_str(s, d, "c", buf, sizeof buf), 0);
+
+    /* Read txns and children never count as durable commits. */
+    CHECK_EQ_INT(store_txn_begin(s, 0, &p, &e), 0);
+    CHECK_EQ_INT(store_txn_commit(p, &e), 0);
+    CHECK_EQ_INT(store_commits(s), c0 + 1);
+    store_close(s);
+
+    /* Survives a reopen. */
+    CHECK_EQ_INT(open_at(fresh_dir("nest_commit"), 0, &s, &e), 0);
+    CHECK_EQ_INT(store_dbi(s, "d", &d, &e), 0);
+    CHECK_EQ_INT(get_str(s, d, "c", buf, sizeof buf), 0);
+    CHECK_EQ_STR(buf, "3");
+    store_close(s);
+}
+
+TEST(nested_child_abort_drops_only_the_child)
+{
+    struct werr e = {0};
+    struct store *s;
+    char buf[64];
+    CHECK_EQ_INT(open_at(fresh_dir("nest_abort"), 0, &s, &e), 0);
+    unsigned d;
+    CHECK_EQ_INT(store_dbi(s, "d", &d, &e), 0);
+    CHECK_EQ_INT(put_str(s, d, "old", "x"), 0);
+
+    struct store_txn *p, *c;
+    struct store_val v;
+    CHECK_EQ_INT(store_txn_begin(s, 1, &p, &e), 0);
+    CHECK_EQ_INT(store_put(p, d, "a", 1, "1", 1, 0, &e), 0);
+    CHECK_EQ_INT(store_txn_begin_child(p, &c, &e), 0);
+    CHECK_EQ_INT(store_put(c, d, "b", 1, "2", 1, 0, &e), 0);
+    CHECK_EQ_INT(store_del(c, d, "a", 1, &e), 0);
+    CHECK_EQ_INT(store_del(c, d, "old", 3, &e), 0);
+    store_txn_abort(c);
+    /* The parent is as before the child began, and usable. */
+    CHECK_EQ_INT(store_get(p, d, "a", 1, &v, &e), 0);
+    CHECK_EQ_INT(store_get(p, d, "b", 1, &v, &e), WERR_NOTFOUND);
+    CHECK_EQ_INT(store_get(p, d, "old", 3, &v, &e), 0);
+
+    /* A poisoned child cannot commit; the parent is unaffected. */
+    CHECK_EQ_INT(store_txn_begin_child(p, &c, &e), 0);
+    CHECK_EQ_INT(store_put(c, d, "z", 1, "9", 1, 0, &e), 0);
+    CHECK_EQ_INT(store_put(c, d, "", 0, "v", 1, 0, &e), WERR_INVALID);
+    CHECK_EQ_INT(store_txn_failed(c), WERR_INVALID);
+    CHECK_EQ_INT(store_txn_commit(c, &e), WERR_ABORTED);
+    CHECK_EQ_INT(store_txn_failed(p), 0);
+    CHECK_EQ_INT(store_get(p, d, "z", 1, &v, &e), WERR_NOTFOUND);
+
+    /* A second child after those works as usual. */
+    CHECK_EQ_INT(store_txn_begin_child(p, &c, &e), 0);
+    CHECK_EQ_INT(store_put(c, d, "c", 1, "3", 1, 0, &e), 0);
+    CHECK_EQ_INT(store_txn_commit(c, &e), 0);
+    CHECK_EQ_INT(store_txn_commit(p, &e), 0);
+    CHECK_EQ_INT(get_str(s, d, "a", buf, sizeof buf), 0);
+    CHECK_EQ_INT(get_str(s, d, "b", buf, sizeof buf), WERR_NOTFOUND);
+    CHECK_EQ_INT(get_str(s, d, "z", buf, sizeof buf), WERR_NOTFOUND);
+    CHECK_EQ_INT(get_str(s, d, "c", buf, sizeof buf), 0);
+    CHECK_EQ_INT(get_str(s, d, "old", buf, sizeof buf), 0);
+
+    /* Aborting the parent drops what its children committed into it. */
+    CHECK_EQ_INT(store_txn_begin(s, 1, &p, &e), 0);
+    CHECK_EQ_INT(store_txn_begin_child(p, &c, &e), 0);
+    CHECK_EQ_INT(store_put(c, d, "gone", 4, "1", 1, 0, &e), 0);
+    CHECK_EQ_INT(store_txn_commit(c, &e), 0);
+    store_txn_abort(p);
+    CHECK_EQ_INT(get_str(s, d, "gone", buf, sizeof buf), WERR_NOTFOUND);
+    store_close(s);
+}
+
+TEST(nested_misuse_is_refused)
+{
+    struct werr e = {0};
+    struct store *s;
+    char buf[64];
+    CHECK_EQ_INT(open_at(fresh_dir("nest_misuse"), 0, &s, &e), 0);
+    unsigned d;
+    CHECK_EQ_INT(store_dbi(s, "d", &d, &e), 0);
+    struct store_txn *p, *c, *c2;
+    struct store_val v;
+
+    /* Not under a read txn. */
+    CHECK_EQ_INT(store_txn_begin(s, 0, &p, &e), 0);
+    CHECK_EQ_INT(store_txn_begin_child(p, &c, &e), WERR_INVALID);
+    store_txn_abort(p);
+
+    /* One child at a time; not while the parent holds cursors. */
+    CHECK_EQ_INT(store_txn_begin(s, 1, &p, &e), 0);
+    struct store_cursor *cur;
+    CHECK_EQ_INT(store_cursor_open(p, d, &cur, &e), 0);
+    CHECK_EQ_INT(store_txn_begin_child(p, &c, &e), WERR_INVALID);
+    store_cursor_close(cur);
+    CHECK_EQ_INT(store_txn_begin_child(p, &c, &e), 0);
+    CHECK_EQ_INT(store_txn_begin_child(p, &c2, &e), WERR_INVALID);
+    CHECK_EQ_INT(store_txn_failed(p), 0);
+    /* The parent is blocked while the child is open: using it is a bug,
+     * and poisons it. */
+    CHECK_EQ_INT(store_get(p, d, "a", 1, &v, &e), WERR_INTERNAL);
+    CHECK_EQ_INT(store_txn_failed(p), WERR_INTERNAL);
+    CHECK_EQ_INT(store_txn_commit(c, &e), 0);
+    CHECK_EQ_INT(store_txn_commit(p, &e), WERR_ABORTED);
+
+    /* Committing a parent over an open child aborts both. */
+    CHECK_EQ_INT(store_txn_begin(s, 1, &p, &e), 0);
+    CHECK_EQ_INT(store_put(p, d, "p", 1, "1", 1, 0, &e), 0);
+    CHECK_EQ_INT(store_txn_begin_child(p, &c, &e), 0);
+    CHECK_EQ_INT(store_put(c, d, "q", 1, "1", 1, 0, &e), 0);
+    uint64_t c0 = store_commits(s);
+    CHECK_EQ_INT(store_txn_commit(p, &e), WERR_INTERNAL); /* frees c too */
+    CHECK_EQ_INT(store_commits(s), c0);
+    CHECK_EQ_INT(get_str(s, d, "p", buf, sizeof buf), WERR_NOTFOUND);
+    CHECK_EQ_INT(get_str(s, d, "q", buf, sizeof buf), WERR_NOTFOUND);
+
+    /* Aborting a parent with an open child frees the child (LeakSanitizer
+     * checks) and releases the writer lock: a new write txn begins. */
+    CHECK_EQ_INT(store_txn_begin(s, 1, &p, &e), 0);
+    CHECK_EQ_INT(store_txn_begin_child(p, &c, &e), 0);
+    CHECK_EQ_INT(store_cursor_open(c, d, &cur, &e), 0);
+    store_txn_abort(p);
+    CHECK_EQ_INT(put_str(s, d, "after", "1"), 0);
+    CHECK_EQ_INT(get_str(s, d, "after", buf, sizeof buf), 0);
+    store_close(s);
+}
+
+/* A child that fills the map fails alone: the parent keeps what earlier
+ * children merged (the fsm's batch relies on this), though at the map's
+ * very edge the parent's own commit may then fail too. */
+TEST(nested_map_full_in_child_keeps_parent)
+{
+    struct werr e = {0};
+    struct store *s;
+    char buf[64];
+    CHECK_EQ_INT(open_at(fresh_dir("nest_full"), (size_t)1 << 20, &s, &e), 0);
+    unsigned d;
+    CHECK_EQ_INT(store_dbi(s, "d", &d, &e), 0);
+    static char big[2000];
+    memset(big, 'x', sizeof big);
+    struct store_txn *p, *c;
+    CHECK_EQ_INT(store_txn_begin(s, 1, &p, &e), 0);
+    int rc = 0;
+    unsigned ok = 0;
+    for (unsigned i = 0; i < 4096 && rc == 0; i++) {
+        char k[32];
+        snprintf(k, sizeof k, "k%05u", i);
+        CHECK_EQ_INT(store_txn_begin_child(p, &c, &e), 0);
+        rc = store_put(c, d, k, strlen(k), big, sizeof big, 0, &e);
+        if (rc == 0) {
+            rc = store_txn_commit(c, &e);
+            if (rc == 0) {
+                ok++;
+            }
+        } else {
+            store_txn_abort(c);
+        }
+    }
+    CHECK_EQ_INT(rc, WERR_FULL);
+    CHECK(ok > 10);
+    /* The parent is intact and still holds every merged child... */
+    CHECK_EQ_INT(store_txn_failed(p), 0);
+    char k[32];
+    struct store_val v;
+    snprintf(k, sizeof k, "k%05u", ok - 1);
+    CHECK_EQ_INT(store_get(p, d, k, strlen(k), &v, &e), 0);
+    snprintf(k, sizeof k, "k%05u", ok);
+    CHECK_EQ_INT(store_get(p, d, k, strlen(k), &v, &e), WERR_NOTFOUND);
+    /* ...but at the map's edge its own commit needs pages too (free list,
+     * meta): it fails whole, and nothing of it lands. */
+    CHECK_EQ_INT(store_txn_commit(p, &e), WERR_FULL);
+    snprintf(k, sizeof k, "k%05u", 0u);
+    CHECK_EQ_INT(get_str(s, d, k, buf, sizeof buf), WERR_NOTFOUND);
+    /* Below the edge, the same parent commits the children before the
+     * failed one. */
+    CHECK_EQ_INT(store_txn_begin(s, 1, &p, &e), 0);
+    rc = 0;
+    for (unsigned i = 0; i < ok / 2; i++) {
+        snprintf(k, sizeof k, "k%05u", i);
+        CHECK_EQ_INT(store_txn_begin_child(p, &c, &e), 0);
+        CHECK_EQ_INT(store_put(c, d, k, strlen(k), big, sizeof big, 0, &e), 0);
+        CHECK_EQ_INT(store_txn_commit(c, &e), 0);
+    }
+    CHECK_EQ_INT(store_txn_begin_child(p, &c, &e), 0);
+    CHECK_EQ_INT(store_put(c, d, "", 0, big, 1, 0, &e), WERR_INVALID);
+    CHECK_EQ_INT(store_txn_commit(c, &e), WERR_ABORTED);
+    CHECK_EQ_INT(store_txn_commit(p, &e), 0);
+    snprintf(k, sizeof k, "k%05u", ok / 2 - 1);
+    CHECK_EQ_INT(get_str(s, d, k, buf, sizeof buf), 0);
+    store_close(s);
+}
+
 int main(void)
 {
     snprintf(tmp_root, sizeof tmp_root, "/tmp/warden-test-storage-XXXXXX");
@@ -365,6 +591,10 @@ int main(void)
     RUN(corrupt_file_is_corrupt);
     RUN(open_errors_are_io);
     RUN(dbi_limit);
+    RUN(nested_child_commit_merges_without_a_durable_commit);
+    RUN(nested_child_abort_drops_only_the_child);
+    RUN(nested_misuse_is_refused);
+    RUN(nested_map_full_in_child_keeps_parent);
     int rc = unit_done();
     if (rc == 0) {
         char cmd[300];
