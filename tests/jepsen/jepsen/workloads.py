@@ -461,7 +461,10 @@ from . import wl_access  # noqa: E402  (imports this module's helpers)
 WORKLOADS["grants"] = wl_access.Grants
 from . import wl_rollout  # noqa: E402
 WORKLOADS["rollout"] = wl_rollout.Rollout
-PENDING = {
+from . import wl_register, wire as _wire  # noqa: E402
+if _wire.HAVE_UPDATE_LABELS:
+    WORKLOADS["register"] = wl_register.Register
+PENDING = {} if _wire.HAVE_UPDATE_LABELS else {
     "register": "needs a version-checked update RPC, e.g. Inventory/UpdateDeviceLabels"
                 "{device_id, labels, expected_updated_index} -> FAILED_PRECONDITION on "
                 "mismatch (see tests/jepsen/README.md)",

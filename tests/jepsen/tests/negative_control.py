@@ -16,7 +16,16 @@ is run by tests/jepsen/run-ci.sh, not by the checker's unit-test discovery.
    (telemetry windows not replicated: a new leader starts them empty) must
    give `accepted-twice` under leader kills.
 
+   The server-side controls run against a *separate* faults build, never
+   the build under test: `$WARDEN_FAULTS_BUILD` (a build dir configured
+   with -DWARDEN_FAULTS=ON) if set; else `$WARDEN_BUILD` if its wardend
+   has the flag; else, with `JEPSEN_BUILD_FAULTS=1` (run-ci.sh sets it),
+   this test configures and builds `<WARDEN_BUILD>-faults` itself
+   (cmake -DWARDEN_FAULTS=ON, target wardend; incremental after the first
+   time); otherwise they are skipped, saying so.
+
 Run: WARDEN_BUILD=build /usr/bin/python3 tests/jepsen/tests/negative_control.py -v
+     WARDEN_BUILD=build WARDEN_FAULTS_BUILD=build-faults ...   (server controls)
 """
 import os
 import re
@@ -30,13 +39,15 @@ SRC = os.path.abspath(os.path.join(JROOT, "..", ".."))
 J = os.path.join(JROOT, "bin", "warden-jepsen")
 BUILD = os.path.abspath(os.environ.get("WARDEN_BUILD", os.path.join(SRC, "build")))
 WARDEND = os.path.join(BUILD, "wardend")
+# Configure + build of the faults wardend (2 cores: a cold build ~4 min).
+FAULTS_BUILD_TIMEOUT_S = 900
 # One run: 25 s load + setup/heal/checks.
 RUN_TIMEOUT_S = 150
 TIME_LIMIT_S = os.environ.get("JEPSEN_NC_TIME_LIMIT", "25")
 
 
-def run(*args):
-    env = dict(os.environ, WARDEN_BUILD=BUILD)
+def run(*args, build=None):
+    env = dict(os.environ, WARDEN_BUILD=build or BUILD)
     r = subprocess.run(["/usr/bin/python3", J, "--time-limit", TIME_LIMIT_S,
                         "--quiet-period", "3", "--concurrency", "8", *args],
                        capture_output=True, text=True, timeout=RUN_TIMEOUT_S, env=env)
@@ -48,18 +59,56 @@ def run(*args):
     return r.returncode, store, results, r.stderr
 
 
-def has_unsafe_fault(name):
+def has_unsafe_fault(name, build=BUILD):
     try:
-        r = subprocess.run([WARDEND, "--help"], capture_output=True, text=True, timeout=30)
+        r = subprocess.run([os.path.join(build, "wardend"), "--help"], capture_output=True,
+                           text=True, timeout=30)
     except OSError:
         return False
     text = r.stdout + r.stderr
     return "--unsafe-fault" in text and name in text
 
 
+_FAULTS = {}
+
+
+def faults_build():
+    """The build dir whose wardend has --unsafe-fault (see the docstring),
+    or (None, why)."""
+    if "dir" in _FAULTS:
+        return _FAULTS["dir"], _FAULTS["why"]
+    d, why = None, None
+    env = os.environ.get("WARDEN_FAULTS_BUILD")
+    if env:
+        d = os.path.abspath(env)
+        if not has_unsafe_fault("", d):
+            d, why = None, "$WARDEN_FAULTS_BUILD=%s: its wardend lacks --unsafe-fault" % env
+    elif has_unsafe_fault("", BUILD):
+        d = BUILD
+    elif os.environ.get("JEPSEN_BUILD_FAULTS") == "1":
+        out = BUILD.rstrip("/") + "-faults"
+        try:
+            for cmd in (["cmake", "-S", SRC, "-B", out, "-DWARDEN_FAULTS=ON"],
+                        ["cmake", "--build", out, "-j2", "--target", "wardend"]):
+                r = subprocess.run(cmd, capture_output=True, text=True,
+                                   timeout=FAULTS_BUILD_TIMEOUT_S)
+                if r.returncode != 0:
+                    why = "faults build failed: %s" % (r.stdout + r.stderr)[-2000:]
+                    break
+            else:
+                d = out
+        except (OSError, subprocess.TimeoutExpired) as ex:
+            why = "faults build failed: %r" % ex
+    else:
+        why = ("no faults build: set WARDEN_FAULTS_BUILD to a -DWARDEN_FAULTS=ON build dir, "
+               "or JEPSEN_BUILD_FAULTS=1 to build <WARDEN_BUILD>-faults here")
+    _FAULTS["dir"], _FAULTS["why"] = d, why
+    return d, why
+
+
 class NegativeControl(unittest.TestCase):
-    def expect_caught(self, anomaly, *args):
-        rc, store, results, err = run(*args)
+    def expect_caught(self, anomaly, *args, build=None):
+        rc, store, results, err = run(*args, build=build)
         msg = "store %s\n%s" % (store, err[-3000:])
         self.assertEqual(rc, 1, "expected INVALID (exit 1), got %d; %s" % (rc, msg))
         self.assertRegex(results, r":%s \d+" % re.escape(anomaly),
@@ -75,22 +124,31 @@ class NegativeControl(unittest.TestCase):
         self.expect_caught("unexplained-replay", "--workload", "counter-freshness",
                            "--nemesis", "none", "--fault", "timeout-as-fail", "--seed", "102")
 
+    def server_build(self, fault):
+        d, why = faults_build()
+        if d is None:
+            self.skipTest("server-side negative control not run: %s" % why)
+        if not has_unsafe_fault(fault, d):
+            self.skipTest("%s/wardend has no --unsafe-fault %s" % (d, fault))
+        return d
+
     def test_server_ack_before_commit(self):
-        if not has_unsafe_fault("ack-before-commit"):
-            self.skipTest("%s has no --unsafe-fault ack-before-commit (build with "
-                          "-DWARDEN_FAULTS=ON); server-side negative control not run" % WARDEND)
-        if os.geteuid() != 0:
-            self.skipTest("needs root")
+        d = self.server_build("ack-before-commit")
         self.expect_caught("lost", "--workload", "ledger", "--nemesis", "kill",
-                           "--fault", "ack-before-commit", "--seed", "103")
+                           "--fault", "ack-before-commit", "--seed", "103", build=d)
+
+    def test_server_ack_before_commit_register(self):
+        # Acknowledged label writes lost across leader kills: a later read
+        # sees an older value (WGL: not linearizable).
+        d = self.server_build("ack-before-commit")
+        self.expect_caught("nonlinearizable-key", "--workload", "register", "--nemesis",
+                           "kill", "--fault", "ack-before-commit", "--seed", "105", build=d)
 
     def test_server_fresh_window_volatile(self):
-        if not has_unsafe_fault("fresh-window-volatile"):
-            self.skipTest("%s has no --unsafe-fault fresh-window-volatile (build with "
-                          "-DWARDEN_FAULTS=ON); server-side negative control not run" % WARDEND)
+        d = self.server_build("fresh-window-volatile")
         self.expect_caught("accepted-twice", "--workload", "counter-freshness",
-                           "--nemesis", "kill", "--fault", "fresh-window-volatile", "--seed", "104")
-
+                           "--nemesis", "kill", "--fault", "fresh-window-volatile",
+                           "--seed", "104", build=d)
 
 if __name__ == "__main__":
     unittest.main()
