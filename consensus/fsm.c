@@ -631,6 +631,7 @@ SAME_LAYOUT(Warden__V1__SetDeviceStateResponse);
 SAME_LAYOUT(Warden__V1__ReEnrollDeviceResponse);
 SAME_LAYOUT(Warden__V1__RebindDeviceResponse);
 SAME_LAYOUT(Warden__V1__RotateDeviceKeyResponse);
+SAME_LAYOUT(Warden__V1__UpdateDeviceLabelsResponse);
 
 static int dev_resp(struct wfsm_result *res, Warden__V1__Device *dev,
                     const ProtobufCMessageDescriptor *desc, struct werr *e)
@@ -805,6 +806,33 @@ static int op_rebind(struct wfsm *f, struct store_txn *t,
         return rc;
     }
     return dev_resp(res, dev, &warden__v1__rebind_device_response__descriptor, e);
+}
+
+/* UpdateDeviceLabels (issue 7): a CAS on the device's updated_index. */
+static int op_labels(struct wfsm *f, struct store_txn *t,
+                     const struct dom_ctx *ctx,
+                     const Warden__V1__UpdateDeviceLabelsRequest *req,
+                     struct op_note *note, struct wfsm_result *res,
+                     struct werr *e)
+{
+    struct werr oe = {0};
+    Warden__V1__Device *dev = NULL;
+    uint64_t prev = 0;
+    int rc = op_status(inv_update_labels(f->inv, t, ctx, req, &dev, &prev, &oe),
+                       &oe, res, e);
+    if (rc) {
+        return rc;
+    }
+    char detail[AUDIT_DETAIL_MAX + 1];
+    snprintf(detail, sizeof detail, "%zu labels, version %llu -> %llu",
+             dev->n_labels, (unsigned long long)prev,
+             (unsigned long long)dev->updated_index);
+    if ((rc = audit_event(f, t, ctx, note, NULL, NULL, detail, e)) != 0) {
+        inv_device_free(dev);
+        return rc;
+    }
+    return dev_resp(res, dev,
+                    &warden__v1__update_device_labels_response__descriptor, e);
 }
 
 static int op_issue_nonce(struct wfsm *f, struct store_txn *t,
@@ -1065,6 +1093,11 @@ static int note_of(const Warden__V1__Command *cmd, struct op_note *note,
         m = &cmd->rebind_device->base;
         target = cmd->rebind_device->device_id;
         break;
+    case WARDEN__V1__COMMAND__OP_UPDATE_DEVICE_LABELS:
+        a = WARDEN__V1__AUDIT_ACTION__AUDIT_ACTION_LABELS;
+        m = &cmd->update_device_labels->base;
+        target = cmd->update_device_labels->device_id;
+        break;
     case WARDEN__V1__COMMAND__OP_ISSUE_ROTATION_NONCE:
         a = WARDEN__V1__AUDIT_ACTION__AUDIT_ACTION_AUTHZ_DENIAL;
         note->perm_only = 1;
@@ -1181,6 +1214,9 @@ static int op_run(struct wfsm *f, struct store_txn *t, uint64_t index,
         break;
     case WARDEN__V1__COMMAND__OP_REBIND_DEVICE:
         rc = op_rebind(f, t, &ctx, cmd->rebind_device, note, res, e);
+        break;
+    case WARDEN__V1__COMMAND__OP_UPDATE_DEVICE_LABELS:
+        rc = op_labels(f, t, &ctx, cmd->update_device_labels, note, res, e);
         break;
     case WARDEN__V1__COMMAND__OP_ISSUE_ROTATION_NONCE:
         rc = op_issue_nonce(f, t, &ctx, cmd->issue_rotation_nonce, res, e);
