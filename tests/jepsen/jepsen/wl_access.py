@@ -245,10 +245,27 @@ class Grants:
         return o.type, out, o.error
 
     def final(self, ctx):
-        return {}
+        """Every grant (dead ones are kept 24 h), read on the leader."""
+        cl = C.Client(ctx.db, ctx.rng)
+        out, tok = {}, ""
+        for _ in range(1000):
+            o = cl.call("ListGrants", acc_pb2.ListGrantsRequest(page_size=1000, page_token=tok),
+                        timeout=10.0, deadline_s=30.0)
+            if o.type != "ok":
+                return {"error": "ListGrants: %s %s" % (o.type, o.error)}
+            for g in o.resp.grants:
+                out[g.grant_id] = {"principal": g.principal, "devices": list(g.device_ids),
+                                   "max": g.max_uses, "left": g.uses_left,
+                                   "state": _name(acc_pb2.AccessGrantState, g.state,
+                                                  "ACCESS_GRANT_STATE_")}
+            tok = o.resp.next_page_token
+            if not tok:
+                break
+        return {"grants": out}
 
     def check(self, ops, state):
-        return check_grants(ops)
+        return check_grants(ops, (state or {}).get("grants"),
+                            (state or {}).get("error"))
 
 
 # ---------------------------------------------------------------- checker
@@ -309,7 +326,9 @@ def _lock_index(locks, unlock_inv):
     return win, lk
 
 
-def check_grants(ops):
+def check_grants(ops, final=None, final_error=None):
+    """final: {grant id: {principal devices max left state}} read after the
+    run (ListGrants), or None."""
     anomalies = {}
 
     def add(kind, x):
@@ -336,6 +355,11 @@ def check_grants(ops):
             unlock_inv[lid] = min(unlock_inv.get(lid, INF), x["inv"])
         elif f == "check":
             checks.append(x)
+    # Grants approved by an :info approval are known only from the final read.
+    for gid, fg in (final or {}).items():
+        if gid not in grants:
+            grants[gid] = {"principal": fg["principal"], "devices": fg["devices"],
+                           "max": fg["max"], "ok": INF, "op": None}
     win, lk = _lock_index(locks, unlock_inv)
     by_key = {}
     allows = {}          # gid -> {key: check op}
@@ -393,7 +417,7 @@ def check_grants(ops):
                 add("allow-after-lock-revoked", dict(_where(c), grant=g, device=v["device"],
                                                      lock=lid, locked_device=dev,
                                                      lock_op=_where(lo),
-                                                     grant_op=_where(meta["op"])))
+                                                     grant_op=meta["op"] and _where(meta["op"])))
                 break
     # Uses.
     for g, ks in allows.items():
@@ -428,6 +452,25 @@ def check_grants(ops):
         if done + maybe < meta["max"]:
             add("exhausted-early", dict(_where(c), grant=g, max=meta["max"],
                                         allowed_before=done, info_before=maybe))
+    # Final uses: max - left is the number of uses consumed; it must lie
+    # between the distinct :ok ALLOWs and those plus every :info check that
+    # could have used this grant.
+    if final_error:
+        add("final-read-failed", {"error": final_error})
+    for gid, fg in (final or {}).items():
+        used = fg["max"] - fg["left"]
+        lo_ = len(allows.get(gid, {}))
+        hi_ = lo_ + sum(1 for i in infos if i["v"]["principal"] == fg["principal"]
+                        and i["v"]["device"] in fg["devices"] and i["v"]["key"] not in by_key)
+        if used < lo_:
+            add("use-lost", {"grant": gid, "max": fg["max"], "left": fg["left"],
+                             "allowed": lo_})
+        elif used > hi_:
+            add("phantom-use", {"grant": gid, "max": fg["max"], "left": fg["left"],
+                                "allowed": lo_, "possible": hi_})
+    for gid in grants:
+        if final is not None and gid not in final and grants[gid]["op"] is not None:
+            add("grant-lost", {"grant": gid, "approve": _where(grants[gid]["op"])})
     return {"valid?": not anomalies, "checks": stats, "grants": len(grants),
             "revokes": len(revoked), "locks": len(locks),
             "grants-used": len(allows),

@@ -115,6 +115,22 @@ class GrantsChecker(unittest.TestCase):
         self.assertEqual(self.kinds(grant(0, mx=2), check(1, "a", rem=1),
                                     check(2, "i", typ="info"), check(1, "b", **ex)), set())
 
+    def test_final_uses(self):
+        def run(left, *seq):
+            fin = {"grt-1": {"principal": "jr-1", "devices": ["d1"], "max": 3, "left": left,
+                             "state": "active"}}
+            r = wl_access.check_grants(H(*[e for s in seq for e in s]), fin)
+            return set(r["anomaly-counts"])
+        self.assertEqual(run(2, grant(0, mx=3), check(1, "a", rem=2)), set())
+        self.assertEqual(run(3, grant(0, mx=3), check(1, "a", rem=2)), {"use-lost"})
+        self.assertEqual(run(1, grant(0, mx=3), check(1, "a", rem=2)), {"phantom-use"})
+        # an :info check may have consumed one
+        self.assertEqual(run(1, grant(0, mx=3), check(1, "a", rem=2),
+                             check(2, "i", typ="info")), set())
+        # an acknowledged grant missing from the final read
+        r = wl_access.check_grants(H(*grant(0)), {})
+        self.assertEqual(set(r["anomaly-counts"]), {"grant-lost"})
+
     def test_wrong_grant(self):
         self.assertEqual(self.kinds(grant(0), check(1, "a", principal="jr-2")),
                          {"allow-wrong-grant"})
