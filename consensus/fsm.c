@@ -511,7 +511,7 @@ static int cmd_decode(const uint8_t *b, size_t len, struct track_alloc *ta,
 
 /* Failures that depend on this node (its disk, memory, build), not on the
  * log: they must stop the node rather than become a command's result. */
-static int node_fatal(int code)
+int wfsm__node_fatal(int code)
 {
     switch (code) {
     case WERR_NOMEM:
@@ -529,12 +529,12 @@ static int node_fatal(int code)
 }
 
 /* The command's own failure: set res and say so. */
-static int cmd_fail(struct wfsm_result *res, const struct werr *oe)
+int wfsm__cmd_fail(struct wfsm_result *res, const struct werr *oe)
 {
     res->code = oe->code;
     snprintf(res->msg, sizeof res->msg, "%s", oe->msg);
     wfsm_result_free(res);
-    return 1;
+    return WFSM__OP_FAILED;
 }
 
 /* ---- ops (issue 4: each critical op audits in its own txn) --------------*/
@@ -552,12 +552,10 @@ struct op_note {
     struct wfsm__ro_note ro; /* issue 6: a refused rollout transition */
 };
 
-#define OP_FAILED 1 /* op_run: the command failed; res says how */
+#define OP_FAILED WFSM__OP_FAILED /* op_run: the command failed */
 
-/* SHA-256 of a packed message: the audit entry's request digest.
- * protobuf-c packs a decoded message the same way on every node of one
- * build, so the digest is deterministic across the cluster. */
-static int msg_digest(const ProtobufCMessage *m, uint8_t out[AUDIT_HASH_LEN],
+/* SHA-256 of a packed message (fsm_int.h). */
+int wfsm__msg_digest(const ProtobufCMessage *m, uint8_t out[AUDIT_HASH_LEN],
                       struct werr *e)
 {
     size_t n = protobuf_c_message_get_packed_size(m);
@@ -578,7 +576,7 @@ static int msg_digest(const ProtobufCMessage *m, uint8_t out[AUDIT_HASH_LEN],
 }
 
 /* Pack a response message into res->resp. */
-static int pack_resp(struct wfsm_result *res, const ProtobufCMessage *m,
+int wfsm__pack_resp(struct wfsm_result *res, const ProtobufCMessage *m,
                      struct werr *e)
 {
     size_t n = protobuf_c_message_get_packed_size(m);
@@ -592,18 +590,17 @@ static int pack_resp(struct wfsm_result *res, const ProtobufCMessage *m,
 
 /* A domain call's return: 0, the command's failure (OP_FAILED, res set),
  * or a node failure (negative, e set). */
-static int op_status(int rc, const struct werr *oe, struct wfsm_result *res,
+int wfsm__op_status(int rc, const struct werr *oe, struct wfsm_result *res,
                      struct werr *e)
 {
     if (rc == 0) {
         return 0;
     }
-    if (node_fatal(rc)) {
+    if (wfsm__node_fatal(rc)) {
         *e = *oe;
         return rc;
     }
-    cmd_fail(res, oe);
-    return OP_FAILED;
+    return wfsm__cmd_fail(res, oe);
 }
 
 static int audit_event(struct wfsm *f, struct store_txn *t,
@@ -641,7 +638,7 @@ static int dev_resp(struct wfsm_result *res, Warden__V1__Device *dev,
     Warden__V1__EnrollDeviceResponse r = WARDEN__V1__ENROLL_DEVICE_RESPONSE__INIT;
     r.base.descriptor = desc;
     r.device = dev;
-    int rc = pack_resp(res, &r.base, e);
+    int rc = wfsm__pack_resp(res, &r.base, e);
     inv_device_free(dev);
     return rc;
 }
@@ -651,10 +648,26 @@ static int require_role(const struct dom_ctx *ctx, unsigned roles,
 {
     struct werr oe = {0};
     if (lc_may_act(ctx->who, NULL, roles, what, &oe) != 0) {
-        cmd_fail(res, &oe);
-        return OP_FAILED;
+        return wfsm__cmd_fail(res, &oe);
     }
     return 0;
+}
+
+/* The tail every Device-returning op shares: audit the success in t with
+ * `detail`, then pack dev as a `desc` response. Takes dev (freed on every
+ * path). */
+static int dev_done(struct wfsm *f, struct store_txn *t,
+                    const struct dom_ctx *ctx, const struct op_note *note,
+                    const char *detail, Warden__V1__Device *dev,
+                    const ProtobufCMessageDescriptor *desc,
+                    struct wfsm_result *res, struct werr *e)
+{
+    int rc = audit_event(f, t, ctx, note, NULL, NULL, detail, e);
+    if (rc) {
+        inv_device_free(dev);
+        return rc;
+    }
+    return dev_resp(res, dev, desc, e);
 }
 
 static int op_enroll(struct wfsm *f, struct store_txn *t,
@@ -670,15 +683,12 @@ static int op_enroll(struct wfsm *f, struct store_txn *t,
     }
     struct werr oe = {0};
     Warden__V1__Device *dev = NULL;
-    rc = op_status(inv_enroll(f->inv, t, ctx, req, &dev, &oe), &oe, res, e);
-    if (rc) {
-        return rc;
-    }
-    if ((rc = audit_event(f, t, ctx, note, NULL, NULL, "key_epoch 1", e)) != 0) {
-        inv_device_free(dev);
-        return rc;
-    }
-    return dev_resp(res, dev, &warden__v1__enroll_device_response__descriptor, e);
+    rc = wfsm__op_status(inv_enroll(f->inv, t, ctx, req, &dev, &oe), &oe, res,
+                         e);
+    return rc ? rc
+              : dev_done(f, t, ctx, note, "key_epoch 1", dev,
+                         &warden__v1__enroll_device_response__descriptor, res,
+                         e);
 }
 
 /* EnrollDevices: all or nothing. The first failing item fails the command
@@ -698,7 +708,7 @@ static int op_enroll_devices(struct wfsm *f, struct store_txn *t,
     if (req->n_devices == 0 || req->n_devices > WFSM_ENROLL_BATCH_MAX) {
         werr_set(&oe, WERR_INVALID, "EnrollDevices takes 1..%u devices, got %zu",
                  WFSM_ENROLL_BATCH_MAX, req->n_devices);
-        return op_status(WERR_INVALID, &oe, res, e);
+        return wfsm__op_status(WERR_INVALID, &oe, res, e);
     }
     Warden__V1__Device **devs = calloc(req->n_devices, sizeof *devs);
     if (devs == NULL) {
@@ -712,11 +722,11 @@ static int op_enroll_devices(struct wfsm *f, struct store_txn *t,
         rc = inv_enroll(f->inv, t, ctx, item, &devs[done], &oe);
         if (rc) {
             werr_wrap(&oe, "devices[%zu] of %zu", done, req->n_devices);
-            rc = op_status(rc, &oe, res, e);
+            rc = wfsm__op_status(rc, &oe, res, e);
             goto out_free;
         }
         uint8_t dg[AUDIT_HASH_LEN];
-        if ((rc = msg_digest(&item->base, dg, e)) != 0 ||
+        if ((rc = wfsm__msg_digest(&item->base, dg, e)) != 0 ||
             (rc = audit_event(f, t, ctx, note, item->device_id, dg,
                               "key_epoch 1 (batch)", e)) != 0) {
             done++;
@@ -726,7 +736,7 @@ static int op_enroll_devices(struct wfsm *f, struct store_txn *t,
     Warden__V1__EnrollDevicesResponse r = WARDEN__V1__ENROLL_DEVICES_RESPONSE__INIT;
     r.n_devices = done;
     r.devices = devs;
-    rc = pack_resp(res, &r.base, e);
+    rc = wfsm__pack_resp(res, &r.base, e);
 out_free:
     for (size_t i = 0; i < req->n_devices; i++) {
         inv_device_free(devs[i]);
@@ -750,18 +760,14 @@ static int op_set_state(struct wfsm *f, struct store_txn *t,
         note->from = from;
         note->to = (int)req->state;
     }
-    if ((rc = op_status(rc, &oe, res, e)) != 0) {
+    if ((rc = wfsm__op_status(rc, &oe, res, e)) != 0) {
         return rc;
     }
     char detail[AUDIT_DETAIL_MAX + 1];
     snprintf(detail, sizeof detail, "%s -> %s: %s", lc_state_name(from),
              lc_state_name((int)req->state), req->reason);
-    if ((rc = audit_event(f, t, ctx, note, NULL, NULL, detail, e)) != 0) {
-        inv_device_free(dev);
-        return rc;
-    }
-    return dev_resp(res, dev, &warden__v1__set_device_state_response__descriptor,
-                    e);
+    return dev_done(f, t, ctx, note, detail, dev,
+                    &warden__v1__set_device_state_response__descriptor, res, e);
 }
 
 static int op_reenroll(struct wfsm *f, struct store_txn *t,
@@ -772,19 +778,16 @@ static int op_reenroll(struct wfsm *f, struct store_txn *t,
 {
     struct werr oe = {0};
     Warden__V1__Device *dev = NULL;
-    int rc = op_status(lc_reenroll(f->inv, t, ctx, req, &dev, &oe), &oe, res, e);
+    int rc = wfsm__op_status(lc_reenroll(f->inv, t, ctx, req, &dev, &oe), &oe,
+                             res, e);
     if (rc) {
         return rc;
     }
     char detail[64];
     snprintf(detail, sizeof detail, "identity_epoch %llu",
              (unsigned long long)dev->identity_epoch);
-    if ((rc = audit_event(f, t, ctx, note, NULL, NULL, detail, e)) != 0) {
-        inv_device_free(dev);
-        return rc;
-    }
-    return dev_resp(res, dev, &warden__v1__re_enroll_device_response__descriptor,
-                    e);
+    return dev_done(f, t, ctx, note, detail, dev,
+                    &warden__v1__re_enroll_device_response__descriptor, res, e);
 }
 
 static int op_rebind(struct wfsm *f, struct store_txn *t,
@@ -795,17 +798,15 @@ static int op_rebind(struct wfsm *f, struct store_txn *t,
 {
     struct werr oe = {0};
     Warden__V1__Device *dev = NULL;
-    int rc = op_status(lc_rebind(f->inv, t, ctx, req, &dev, &oe), &oe, res, e);
+    int rc = wfsm__op_status(lc_rebind(f->inv, t, ctx, req, &dev, &oe), &oe,
+                             res, e);
     if (rc) {
         return rc;
     }
     char detail[AUDIT_DETAIL_MAX + 1];
     snprintf(detail, sizeof detail, "gateway %s", req->gateway_id);
-    if ((rc = audit_event(f, t, ctx, note, NULL, NULL, detail, e)) != 0) {
-        inv_device_free(dev);
-        return rc;
-    }
-    return dev_resp(res, dev, &warden__v1__rebind_device_response__descriptor, e);
+    return dev_done(f, t, ctx, note, detail, dev,
+                    &warden__v1__rebind_device_response__descriptor, res, e);
 }
 
 /* UpdateDeviceLabels (issue 7): a CAS on the device's updated_index. */
@@ -818,8 +819,8 @@ static int op_labels(struct wfsm *f, struct store_txn *t,
     struct werr oe = {0};
     Warden__V1__Device *dev = NULL;
     uint64_t prev = 0;
-    int rc = op_status(inv_update_labels(f->inv, t, ctx, req, &dev, &prev, &oe),
-                       &oe, res, e);
+    int rc = wfsm__op_status(
+        inv_update_labels(f->inv, t, ctx, req, &dev, &prev, &oe), &oe, res, e);
     if (rc) {
         return rc;
     }
@@ -827,12 +828,9 @@ static int op_labels(struct wfsm *f, struct store_txn *t,
     snprintf(detail, sizeof detail, "%zu labels, version %llu -> %llu",
              dev->n_labels, (unsigned long long)prev,
              (unsigned long long)dev->updated_index);
-    if ((rc = audit_event(f, t, ctx, note, NULL, NULL, detail, e)) != 0) {
-        inv_device_free(dev);
-        return rc;
-    }
-    return dev_resp(res, dev,
-                    &warden__v1__update_device_labels_response__descriptor, e);
+    return dev_done(f, t, ctx, note, detail, dev,
+                    &warden__v1__update_device_labels_response__descriptor, res,
+                    e);
 }
 
 static int op_issue_nonce(struct wfsm *f, struct store_txn *t,
@@ -842,8 +840,9 @@ static int op_issue_nonce(struct wfsm *f, struct store_txn *t,
 {
     struct werr oe = {0};
     Warden__V1__IssueRotationNonceResponse r;
-    int rc = op_status(lc_issue_nonce(f->inv, t, ctx, req, &r, &oe), &oe, res, e);
-    return rc ? rc : pack_resp(res, &r.base, e);
+    int rc = wfsm__op_status(lc_issue_nonce(f->inv, t, ctx, req, &r, &oe), &oe,
+                             res, e);
+    return rc ? rc : wfsm__pack_resp(res, &r.base, e);
 }
 
 static int op_rotate_key(struct wfsm *f, struct store_txn *t,
@@ -854,20 +853,16 @@ static int op_rotate_key(struct wfsm *f, struct store_txn *t,
 {
     struct werr oe = {0};
     Warden__V1__Device *dev = NULL;
-    int rc = op_status(lc_rotate_key(f->inv, t, ctx, req, &dev, &oe), &oe, res,
-                       e);
+    int rc = wfsm__op_status(lc_rotate_key(f->inv, t, ctx, req, &dev, &oe), &oe,
+                             res, e);
     if (rc) {
         return rc;
     }
     char detail[64];
     snprintf(detail, sizeof detail, "key_epoch %llu",
              (unsigned long long)dev->key_epoch);
-    if ((rc = audit_event(f, t, ctx, note, NULL, NULL, detail, e)) != 0) {
-        inv_device_free(dev);
-        return rc;
-    }
-    return dev_resp(res, dev, &warden__v1__rotate_device_key_response__descriptor,
-                    e);
+    return dev_done(f, t, ctx, note, detail, dev,
+                    &warden__v1__rotate_device_key_response__descriptor, res, e);
 }
 
 static int op_telemetry(struct wfsm *f, struct store_txn *t,
@@ -877,8 +872,9 @@ static int op_telemetry(struct wfsm *f, struct store_txn *t,
 {
     struct werr oe = {0};
     Warden__V1__SubmitTelemetryResponse r;
-    int rc = op_status(fresh_submit(f->inv, t, ctx, req, &r, &oe), &oe, res, e);
-    return rc ? rc : pack_resp(res, &r.base, e);
+    int rc = wfsm__op_status(fresh_submit(f->inv, t, ctx, req, &r, &oe), &oe,
+                             res, e);
+    return rc ? rc : wfsm__pack_resp(res, &r.base, e);
 }
 
 static int op_rotate_cmd_key(struct wfsm *f, struct store_txn *t,
@@ -889,7 +885,8 @@ static int op_rotate_cmd_key(struct wfsm *f, struct store_txn *t,
 {
     struct werr oe = {0};
     uint8_t pub[CTL_PUBKEY_LEN];
-    int rc = op_status(ctl_rotate_key(f->inv, t, ctx, op, pub, &oe), &oe, res, e);
+    int rc = wfsm__op_status(ctl_rotate_key(f->inv, t, ctx, op, pub, &oe), &oe,
+                             res, e);
     if (rc) {
         return rc;
     }
@@ -902,7 +899,7 @@ static int op_rotate_cmd_key(struct wfsm *f, struct store_txn *t,
     r.public_key.data = pub;
     r.public_key.len = sizeof pub;
     r.created_index = ctx->index;
-    return pack_resp(res, &r.base, e);
+    return wfsm__pack_resp(res, &r.base, e);
 }
 
 static int op_issue_cmd(struct wfsm *f, struct store_txn *t,
@@ -913,7 +910,8 @@ static int op_issue_cmd(struct wfsm *f, struct store_txn *t,
 {
     struct werr oe = {0};
     struct ctl_issued ci;
-    int rc = op_status(ctl_issue(f->inv, t, ctx, req, &ci, &oe), &oe, res, e);
+    int rc = wfsm__op_status(ctl_issue(f->inv, t, ctx, req, &ci, &oe), &oe, res,
+                             e);
     if (rc) {
         return rc;
     }
@@ -931,7 +929,7 @@ static int op_issue_cmd(struct wfsm *f, struct store_txn *t,
         r.key_id = ci.key_id;
         r.seq = ci.seq;
         r.key_epoch = ci.key_epoch;
-        rc = pack_resp(res, &r.base, e);
+        rc = wfsm__pack_resp(res, &r.base, e);
     }
     ctl_issued_free(&ci);
     return rc;
@@ -976,7 +974,7 @@ static int op_audit_note(struct wfsm *f, struct store_txn *t,
                  AUDIT_TARGET_MAX, AUDIT_DETAIL_MAX);
     }
     if (oe.code) {
-        return op_status(oe.code, &oe, res, e);
+        return wfsm__op_status(oe.code, &oe, res, e);
     }
     struct audit_event ev = {
         .action = (uint32_t)n->action,
@@ -1019,7 +1017,7 @@ static int op_denials(struct wfsm *f, struct store_txn *t,
         }
     }
     if (oe.code) {
-        return op_status(oe.code, &oe, res, e);
+        return wfsm__op_status(oe.code, &oe, res, e);
     }
     char detail[AUDIT_DETAIL_MAX + 1];
     snprintf(detail, sizeof detail, "aggregated by %s", ctx->who->name);
@@ -1155,7 +1153,17 @@ static int note_of(const Warden__V1__Command *cmd, struct op_note *note,
     }
     note->action = a;
     snprintf(note->target, sizeof note->target, "%s", target ? target : "");
-    return msg_digest(m, note->digest, e);
+    return wfsm__msg_digest(m, note->digest, e);
+}
+
+/* The domain context of cmd at (index, ctime); who is filled and borrowed
+ * by the result. */
+static struct dom_ctx ctx_of(const Warden__V1__Command *cmd, uint64_t index,
+                             uint64_t ctime, struct principal *who)
+{
+    *who = (struct principal){.role = cmd->principal_role};
+    snprintf(who->name, sizeof who->name, "%s", cmd->principal_name);
+    return (struct dom_ctx){.index = index, .time_ms = ctime, .who = who};
 }
 
 /* Run the command's op in t. 0: done (res->resp may be set); OP_FAILED: the
@@ -1166,9 +1174,8 @@ static int op_run(struct wfsm *f, struct store_txn *t, uint64_t index,
                   struct op_note *note, struct wfsm_result *res,
                   struct werr *e)
 {
-    struct principal who = {.role = cmd->principal_role};
-    snprintf(who.name, sizeof who.name, "%s", cmd->principal_name);
-    struct dom_ctx ctx = {.index = index, .time_ms = ctime, .who = &who};
+    struct principal who;
+    struct dom_ctx ctx = ctx_of(cmd, index, ctime, &who);
     int rc = note_of(cmd, note, e);
     if (rc) {
         return rc;
@@ -1258,7 +1265,7 @@ static int op_run(struct wfsm *f, struct store_txn *t, uint64_t index,
     if (rc == 0 && f->fail_op_at == index) {
         struct werr oe;
         werr_set(&oe, WERR_PRECOND, "injected failure after the op (test)");
-        return cmd_fail(res, &oe);
+        return wfsm__cmd_fail(res, &oe);
     }
     return rc;
 }
@@ -1275,9 +1282,8 @@ static int note_failure(struct wfsm *f, struct store_txn *t, uint64_t index,
         (note->perm_only && res->code != WERR_PERM)) {
         return 0;
     }
-    struct principal who = {.role = cmd->principal_role};
-    snprintf(who.name, sizeof who.name, "%s", cmd->principal_name);
-    struct dom_ctx ctx = {.index = index, .time_ms = ctime, .who = &who};
+    struct principal who;
+    struct dom_ctx ctx = ctx_of(cmd, index, ctime, &who);
     struct audit_event ev = {
         .action = note->action,
         .outcome = res->code == WERR_PERM

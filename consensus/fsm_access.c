@@ -10,18 +10,13 @@
 #include "fsm_int.h"
 
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-
-#include <openssl/err.h>
-#include <openssl/evp.h>
 
 #include "../domain/access.h"
 
 #define A_(x) WARDEN__V1__AUDIT_ACTION__AUDIT_ACTION_##x
 #define OK_ WARDEN__V1__AUDIT_OUTCOME__AUDIT_OUTCOME_OK
 #define DENIED_ WARDEN__V1__AUDIT_OUTCOME__AUDIT_OUTCOME_DENIED
-#define OP_FAILED 1
 
 /* The op's request message, audit action and target; NULL for other ops. */
 static const ProtobufCMessage *op_msg(const Warden__V1__Command *cmd,
@@ -67,26 +62,6 @@ static const ProtobufCMessage *op_msg(const Warden__V1__Command *cmd,
     }
 }
 
-static int digest_of(const ProtobufCMessage *m, uint8_t out[AUDIT_HASH_LEN],
-                     struct werr *e)
-{
-    size_t n = protobuf_c_message_get_packed_size(m);
-    uint8_t *b = malloc(n ? n : 1);
-    if (b == NULL) {
-        return werr_set(e, WERR_NOMEM, "request digest: %zu bytes", n);
-    }
-    protobuf_c_message_pack(m, b);
-    unsigned int olen = 0;
-    int ok = EVP_Digest(b, n, out, &olen, EVP_sha256(), NULL) == 1 &&
-             olen == AUDIT_HASH_LEN;
-    free(b);
-    if (!ok) {
-        ERR_clear_error();
-        return werr_set(e, WERR_INTERNAL, "request digest: SHA-256 failed");
-    }
-    return 0;
-}
-
 int wfsm__access_note(const Warden__V1__Command *cmd, uint32_t *action,
                       char *target, size_t cap, uint8_t digest[AUDIT_HASH_LEN],
                       struct werr *e)
@@ -99,56 +74,22 @@ int wfsm__access_note(const Warden__V1__Command *cmd, uint32_t *action,
     }
     *action = a;
     snprintf(target, cap, "%s", tg ? tg : "");
-    return digest_of(m, digest, e);
+    return wfsm__msg_digest(m, digest, e);
 }
 
-/* ---- helpers as fsm.c's ------------------------------------------------- */
+/* ---- helpers ------------------------------------------------------------ */
 
-static int node_fatal(int code)
-{
-    switch (code) {
-    case WERR_NOMEM:
-    case WERR_IO:
-    case WERR_CORRUPT:
-    case WERR_FULL:
-    case WERR_BUSY:
-    case WERR_INTERNAL:
-    case WERR_ABORTED:
-    case WERR_UNSUPPORTED:
-        return 1;
-    default:
-        return 0;
-    }
-}
-
-/* A domain call's return: 0, the command's failure (OP_FAILED, res set),
- * or a node failure (negative, e set). */
+/* wfsm__op_status(), except that a command failure whose oe carries no code
+ * takes the domain call's rc as its result code. */
 static int status(int rc, const struct werr *oe, struct wfsm_result *res,
                   struct werr *e)
 {
-    if (rc == 0) {
-        return 0;
+    if (rc != 0 && oe->code == 0 && !wfsm__node_fatal(rc)) {
+        struct werr coded = *oe;
+        coded.code = rc;
+        return wfsm__cmd_fail(res, &coded);
     }
-    if (node_fatal(rc)) {
-        *e = *oe;
-        return rc;
-    }
-    res->code = oe->code ? oe->code : rc;
-    snprintf(res->msg, sizeof res->msg, "%s", oe->msg);
-    wfsm_result_free(res);
-    return OP_FAILED;
-}
-
-static int pack(struct wfsm_result *res, const ProtobufCMessage *m,
-                struct werr *e)
-{
-    size_t n = protobuf_c_message_get_packed_size(m);
-    res->resp = malloc(n ? n : 1);
-    if (res->resp == NULL) {
-        return werr_set(e, WERR_NOMEM, "packing a %zu-byte response", n);
-    }
-    res->resp_len = protobuf_c_message_pack(m, res->resp);
-    return 0;
+    return wfsm__op_status(rc, oe, res, e);
 }
 
 static int audit_ok(struct wfsm *f, struct store_txn *t,
@@ -160,7 +101,7 @@ static int audit_ok(struct wfsm *f, struct store_txn *t,
     const char *tg = "";
     const ProtobufCMessage *m = op_msg(cmd, &action, &tg);
     uint8_t dg[AUDIT_HASH_LEN];
-    int rc = digest_of(m, dg, e);
+    int rc = wfsm__msg_digest(m, dg, e);
     if (rc) {
         return rc;
     }
@@ -210,7 +151,7 @@ static int op_policy(struct wfsm *f, struct store_txn *t, struct access *a,
         Warden__V1__SetAccessPolicyResponse r =
             WARDEN__V1__SET_ACCESS_POLICY_RESPONSE__INIT;
         r.policy = p;
-        rc = pack(res, &r.base, e);
+        rc = wfsm__pack_resp(res, &r.base, e);
     }
     acc_msg_free(p);
     return rc;
@@ -236,7 +177,7 @@ static int op_request(struct wfsm *f, struct store_txn *t, struct access *a,
         Warden__V1__RequestAccessResponse m =
             WARDEN__V1__REQUEST_ACCESS_RESPONSE__INIT;
         m.request = r;
-        rc = pack(res, &m.base, e);
+        rc = wfsm__pack_resp(res, &m.base, e);
     }
     acc_msg_free(r);
     return rc;
@@ -276,7 +217,7 @@ static int op_review(struct wfsm *f, struct store_txn *t, struct access *a,
             WARDEN__V1__REVIEW_ACCESS_RESPONSE__INIT;
         m.request = r;
         m.grant = g;
-        rc = pack(res, &m.base, e);
+        rc = wfsm__pack_resp(res, &m.base, e);
     }
     acc_msg_free(g);
     acc_msg_free(r);
@@ -321,7 +262,7 @@ static int op_check(struct wfsm *f, struct store_txn *t, struct access *a,
     m.remaining_uses = cr.remaining_uses;
     m.revision = cr.revision;
     m.lock_id = cr.lock_id;
-    return pack(res, &m.base, e);
+    return wfsm__pack_resp(res, &m.base, e);
 }
 
 static int op_revoke(struct wfsm *f, struct store_txn *t, struct access *a,
@@ -341,7 +282,7 @@ static int op_revoke(struct wfsm *f, struct store_txn *t, struct access *a,
     if ((rc = audit_ok(f, t, ctx, cmd, OK_, NULL, detail, e)) == 0) {
         Warden__V1__RevokeGrantResponse m = WARDEN__V1__REVOKE_GRANT_RESPONSE__INIT;
         m.grant = g;
-        rc = pack(res, &m.base, e);
+        rc = wfsm__pack_resp(res, &m.base, e);
     }
     acc_msg_free(g);
     return rc;
@@ -370,11 +311,11 @@ static int op_lock(struct wfsm *f, struct store_txn *t, struct access *a,
         if (lock) {
             Warden__V1__LockResponse m = WARDEN__V1__LOCK_RESPONSE__INIT;
             m.lock = l;
-            rc = pack(res, &m.base, e);
+            rc = wfsm__pack_resp(res, &m.base, e);
         } else {
             Warden__V1__UnlockResponse m = WARDEN__V1__UNLOCK_RESPONSE__INIT;
             m.lock = l;
-            rc = pack(res, &m.base, e);
+            rc = wfsm__pack_resp(res, &m.base, e);
         }
     }
     acc_msg_free(l);

@@ -76,6 +76,32 @@ void wfsm__state_close(struct wfsm *f);
 void wfsm__put_be64(uint8_t *p, uint64_t v);
 uint64_t wfsm__get_be64(const uint8_t *p);
 
+/* Helpers the op files (fsm.c, fsm_access.c, fsm_rollout.c) share. */
+
+/* An op's return when the command itself failed (res->code/msg say how):
+ * fsm.c rolls the op's txn back and records the failure in a second txn. */
+#define WFSM__OP_FAILED 1
+
+/* 1 for failures that depend on this node (its disk, memory, build), not
+ * on the log: they must stop the node rather than become a result. */
+int wfsm__node_fatal(int code);
+/* The command's own failure: copy oe into res (dropping any response) and
+ * return WFSM__OP_FAILED. */
+int wfsm__cmd_fail(struct wfsm_result *res, const struct werr *oe);
+/* A domain call's return rc with its error oe: 0, the command's failure
+ * (WFSM__OP_FAILED, res set by wfsm__cmd_fail) or a node failure (rc
+ * returned, oe copied into e). */
+int wfsm__op_status(int rc, const struct werr *oe, struct wfsm_result *res,
+                    struct werr *e);
+/* SHA-256 of a packed message: the audit entry's request digest.
+ * protobuf-c packs a decoded message the same way on every node of one
+ * build, so the digest is deterministic across the cluster. */
+int wfsm__msg_digest(const ProtobufCMessage *m, uint8_t out[AUDIT_HASH_LEN],
+                     struct werr *e);
+/* Pack m into res->resp (owned by res; wfsm_result_free() frees it). */
+int wfsm__pack_resp(struct wfsm_result *res, const ProtobufCMessage *m,
+                    struct werr *e);
+
 /* ---- fsm_idem.c ----------------------------------------------------------*/
 /* Build the fsm.idem key for (principal, key). Returns its length, or 0 if
  * either part is over its limit. */

@@ -16,36 +16,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/err.h>
-#include <openssl/evp.h>
-
 #define A_(x) WARDEN__V1__AUDIT_ACTION__AUDIT_ACTION_##x
 #define OP_(x) WARDEN__V1__COMMAND__OP_##x
-#define FAILED 1 /* == OP_FAILED in fsm.c: the command failed, res says how */
 
 struct ro *wfsm_ro(struct wfsm *f)
 {
     return f->ro;
-}
-
-static int digest_of(const ProtobufCMessage *m, uint8_t out[AUDIT_HASH_LEN],
-                     struct werr *e)
-{
-    size_t n = protobuf_c_message_get_packed_size(m);
-    uint8_t *b = malloc(n ? n : 1);
-    if (b == NULL) {
-        return werr_set(e, WERR_NOMEM, "request digest: %zu bytes", n);
-    }
-    protobuf_c_message_pack(m, b);
-    unsigned int olen = 0;
-    int ok = EVP_Digest(b, n, out, &olen, EVP_sha256(), NULL) == 1 &&
-             olen == AUDIT_HASH_LEN;
-    free(b);
-    if (!ok) {
-        ERR_clear_error();
-        return werr_set(e, WERR_INTERNAL, "request digest: SHA-256 failed");
-    }
-    return 0;
 }
 
 int wfsm__rollout_note(const Warden__V1__Command *cmd, uint32_t *action,
@@ -127,44 +103,7 @@ int wfsm__rollout_note(const Warden__V1__Command *cmd, uint32_t *action,
     } else if (rid != 0) {
         snprintf(target, cap, "rollout/%llu", (unsigned long long)rid);
     }
-    return digest_of(m, digest, e);
-}
-
-/* 0, FAILED (res set) or negative (node failure), as op_status() in fsm.c. */
-static int status(int rc, const struct werr *oe, struct wfsm_result *res,
-                  struct werr *e)
-{
-    switch (rc) {
-    case 0:
-        return 0;
-    case WERR_NOMEM:
-    case WERR_IO:
-    case WERR_CORRUPT:
-    case WERR_FULL:
-    case WERR_BUSY:
-    case WERR_INTERNAL:
-    case WERR_ABORTED:
-    case WERR_UNSUPPORTED:
-        *e = *oe;
-        return rc;
-    default:
-        res->code = oe->code;
-        snprintf(res->msg, sizeof res->msg, "%s", oe->msg);
-        wfsm_result_free(res);
-        return FAILED;
-    }
-}
-
-static int pack(struct wfsm_result *res, const ProtobufCMessage *m,
-                struct werr *e)
-{
-    size_t n = protobuf_c_message_get_packed_size(m);
-    res->resp = malloc(n ? n : 1);
-    if (res->resp == NULL) {
-        return werr_set(e, WERR_NOMEM, "packing a %zu-byte response", n);
-    }
-    res->resp_len = protobuf_c_message_pack(m, res->resp);
-    return 0;
+    return wfsm__msg_digest(m, digest, e);
 }
 
 static int run_transition(struct wfsm *f, struct store_txn *t,
@@ -182,14 +121,14 @@ static int run_transition(struct wfsm *f, struct store_txn *t,
         rn->event = tr->event;
         rn->rollout_id = tr->rollout_id;
     }
-    if ((rc = status(rc, &oe, res, e)) != 0) {
+    if ((rc = wfsm__op_status(rc, &oe, res, e)) != 0) {
         return rc;
     }
     Warden__V1__RolloutResponse r = WARDEN__V1__ROLLOUT_RESPONSE__INIT;
     r.rollout = out.rollout;
     r.rollback_release_id = out.rollback_release_id;
     r.rollback_rollout_id = out.rollback_rollout_id;
-    rc = pack(res, &r.base, e);
+    rc = wfsm__pack_resp(res, &r.base, e);
     warden__v1__rollout__free_unpacked(out.rollout, NULL);
     return rc;
 }
@@ -201,7 +140,7 @@ static int run_desired(struct wfsm *f, struct store_txn *t,
 {
     struct werr oe = {0};
     struct ro_desired d;
-    int rc = status(ro_desired_state(f->ro, t, ctx, req, &d, &oe), &oe, res, e);
+    int rc = wfsm__op_status(ro_desired_state(f->ro, t, ctx, req, &d, &oe), &oe, res, e);
     if (rc) {
         return rc;
     }
@@ -218,7 +157,7 @@ static int run_desired(struct wfsm *f, struct store_txn *t,
     r.rollout_id = d.rollout_id;
     r.release = d.release;
     r.installed_counter = d.installed_counter;
-    rc = pack(res, &r.base, e);
+    rc = wfsm__pack_resp(res, &r.base, e);
     ro_desired_free(&d);
     return rc;
 }
@@ -238,11 +177,11 @@ int wfsm__rollout_run(struct wfsm *f, struct store_txn *t,
     case OP_(REGISTER_RELEASE_KEY): {
         Warden__V1__RegisterReleaseKeyResponse r =
             WARDEN__V1__REGISTER_RELEASE_KEY_RESPONSE__INIT;
-        rc = status(ro_key_register(f->ro, t, ctx, cmd->register_release_key,
+        rc = wfsm__op_status(ro_key_register(f->ro, t, ctx, cmd->register_release_key,
                                     &r.key, &oe),
                     &oe, res, e);
         if (rc == 0) {
-            rc = pack(res, &r.base, e);
+            rc = wfsm__pack_resp(res, &r.base, e);
             warden__v1__release_key__free_unpacked(r.key, NULL);
         }
         return rc;
@@ -250,11 +189,11 @@ int wfsm__rollout_run(struct wfsm *f, struct store_txn *t,
     case OP_(REVOKE_RELEASE_KEY): {
         Warden__V1__RevokeReleaseKeyResponse r =
             WARDEN__V1__REVOKE_RELEASE_KEY_RESPONSE__INIT;
-        rc = status(ro_key_revoke(f->ro, t, ctx, cmd->revoke_release_key, &r.key,
+        rc = wfsm__op_status(ro_key_revoke(f->ro, t, ctx, cmd->revoke_release_key, &r.key,
                                   &oe),
                     &oe, res, e);
         if (rc == 0) {
-            rc = pack(res, &r.base, e);
+            rc = wfsm__pack_resp(res, &r.base, e);
             warden__v1__release_key__free_unpacked(r.key, NULL);
         }
         return rc;
@@ -262,22 +201,22 @@ int wfsm__rollout_run(struct wfsm *f, struct store_txn *t,
     case OP_(CREATE_RELEASE): {
         Warden__V1__CreateReleaseResponse r =
             WARDEN__V1__CREATE_RELEASE_RESPONSE__INIT;
-        rc = status(ro_release_create(f->ro, t, ctx, cmd->create_release,
+        rc = wfsm__op_status(ro_release_create(f->ro, t, ctx, cmd->create_release,
                                       &r.release, &oe),
                     &oe, res, e);
         if (rc == 0) {
-            rc = pack(res, &r.base, e);
+            rc = wfsm__pack_resp(res, &r.base, e);
             warden__v1__release__free_unpacked(r.release, NULL);
         }
         return rc;
     }
     case OP_(CREATE_ROLLOUT): {
         Warden__V1__RolloutResponse r = WARDEN__V1__ROLLOUT_RESPONSE__INIT;
-        rc = status(ro_rollout_create(f->ro, t, ctx, cmd->create_rollout,
+        rc = wfsm__op_status(ro_rollout_create(f->ro, t, ctx, cmd->create_rollout,
                                       &r.rollout, &oe),
                     &oe, res, e);
         if (rc == 0) {
-            rc = pack(res, &r.base, e);
+            rc = wfsm__pack_resp(res, &r.base, e);
             warden__v1__rollout__free_unpacked(r.rollout, NULL);
         }
         return rc;
@@ -313,9 +252,9 @@ int wfsm__rollout_run(struct wfsm *f, struct store_txn *t,
         return run_desired(f, t, ctx, cmd->get_desired_state, res, e);
     case OP_(REPORT_UPDATE_STATUS): {
         Warden__V1__ReportUpdateStatusResponse r;
-        rc = status(ro_report(f->ro, t, ctx, cmd->report_update_status, &r, &oe),
+        rc = wfsm__op_status(ro_report(f->ro, t, ctx, cmd->report_update_status, &r, &oe),
                     &oe, res, e);
-        return rc ? rc : pack(res, &r.base, e);
+        return rc ? rc : wfsm__pack_resp(res, &r.base, e);
     }
     default:
         return werr_set(e, WERR_INTERNAL, "fsm_rollout: op %d is not a rollout op",
