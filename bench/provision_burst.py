@@ -18,6 +18,15 @@ It prints one JSON object on stdout (progress on stderr):
 Every batch goes straight to the leader (found before the clock starts), so
 redirects are not measured; a batch refused with UNAVAILABLE (an election)
 is retried with its idempotency key, bounded, and counted in `retries`.
+A batch refused by wardend's admission control (RESOURCE_EXHAUSTED "rate
+limit exceeded ..." or "server overloaded ... (max_inflight)": definite,
+nothing applied) is resent after a backoff, bounded, and counted in
+`retries` and `admission_retries`.
+
+A benchmark measures raw throughput: unless a --wardend-arg sets
+--rate-limit-rps itself, the nodes get `--rate-limit-rps 0` (per-principal
+rate limit off; every batch is one principal, operator), and the output
+says so (`rate_limit`, `wardend_args`).
 `--concurrency` batches are in flight at once (python threads: each call is
 ~30 KiB of protobuf, the GIL is not the bottleneck at these rates).
 
@@ -34,6 +43,8 @@ import argparse
 import concurrent.futures as cf
 import json
 import os
+import random
+import re
 import sys
 import time
 
@@ -51,7 +62,30 @@ CONCURRENCY_MAX = 64
 RPC_TIMEOUT_S = 30.0
 BATCH_ATTEMPTS = 10         # per batch (elections)
 RETRY_PAUSE_S = 0.2
+ADMISSION_RETRIES = 60      # per batch (admission control's RESOURCE_EXHAUSTED)
+ADMISSION_BACKOFF_MIN_S = 0.01
+ADMISSION_BACKOFF_MAX_S = 0.5
 PATH = "/warden.v1.Inventory/EnrollDevices"
+
+
+def admission_refusal(ex):
+    """"rate_limit"/"inflight" for admission control's RESOURCE_EXHAUSTED
+    (server/admission.c messages), else None."""
+    if ex.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return None
+    d = ex.details() or ""
+    if d.startswith("rate limit exceeded for "):
+        return "rate_limit"
+    if d.startswith("server overloaded: ") and "(max_inflight)" in d:
+        return "inflight"
+    return None
+
+
+def admission_backoff(ex, n):
+    m = re.search(r"retry in (\d+) ms", ex.details() or "")
+    hint = int(m.group(1)) / 1000.0 if m else 0.0
+    base = min(ADMISSION_BACKOFF_MAX_S, ADMISSION_BACKOFF_MIN_S * (2 ** min(n, 10)))
+    time.sleep(max(hint, base * (0.5 + random.random() / 2)))
 
 
 def percentile(sorted_ms, p):
@@ -86,7 +120,16 @@ def main():
     n = max(1, min(a.devices, DEVICES_MAX))
     conc = max(1, min(a.concurrency, CONCURRENCY_MAX))
 
-    c = cl.Cluster(a.nodes, name="burst", extra_args=a.wardend_arg)
+    wardend_args = list(a.wardend_arg)
+    if not any(x.startswith("--rate-limit-rps") for x in wardend_args):
+        wardend_args += ["--rate-limit-rps", "0"]
+    rl = wardend_args[[i for i, x in enumerate(wardend_args)
+                       if x.startswith("--rate-limit-rps")][-1]:]
+    rl_val = rl[0].split("=", 1)[1] if "=" in rl[0] else (rl[1] if len(rl) > 1 else "")
+    rate_limit = ("off (--rate-limit-rps 0): a benchmark measures raw throughput"
+                  if rl_val == "0" else "on (--rate-limit-rps %s)" % rl_val)
+    print("burst: per-principal rate limit %s" % rate_limit, file=sys.stderr)
+    c = cl.Cluster(a.nodes, name="burst", extra_args=wardend_args)
     try:
         c.start()
         leader = c.wait_leader()
@@ -97,15 +140,26 @@ def main():
             response_deserializer=inv.EnrollDevicesResponse.FromString)
         s0 = leader.status()
         lat, errors, retries = [], [], [0]
+        adm = {"rate_limit": 0, "inflight": 0}
 
         def one(req):
-            for _ in range(BATCH_ATTEMPTS):
+            refused = 0
+            attempt = 0
+            while attempt < BATCH_ATTEMPTS:
                 t = time.monotonic()
                 try:
                     r = stub(req, timeout=RPC_TIMEOUT_S)
                     lat.append((time.monotonic() - t) * 1000.0)
                     return len(r.devices)
                 except grpc.RpcError as ex:
+                    why = admission_refusal(ex)
+                    if why is not None and refused < ADMISSION_RETRIES:
+                        retries[0] += 1
+                        adm[why] += 1
+                        admission_backoff(ex, refused)
+                        refused += 1
+                        continue
+                    attempt += 1
                     if ex.code() != grpc.StatusCode.UNAVAILABLE:
                         errors.append("%s %s" % (ex.code().name, ex.details()))
                         return 0
@@ -144,11 +198,13 @@ def main():
             "errors": len(errors),
             "error_sample": errors[:5],
             "retries": retries[0],
+            "admission_retries": adm,
+            "rate_limit": rate_limit,
             "proposals_per_flush": (round((s1.proposals - s0.proposals) / flushes, 2)
                                     if flushes > 0 else None),
             "log_entries": s1.applied_index - s0.applied_index,
             "cpu_count": os.cpu_count(),
-            "wardend_args": a.wardend_arg,
+            "wardend_args": wardend_args,
         }
         print(json.dumps(out, indent=2))
     finally:

@@ -16,6 +16,9 @@
 #   n<i>.log        node i's JSON log (the previous run's is n<i>.log.1)
 #   cluster.json    {"certs", "nodes": [{"id","client","peer","pid","data_dir"}]}
 #
+# WARDEN_EXTRA_ARGS (env, word-split, no globbing) is appended to every
+# node's wardend command line, e.g. WARDEN_EXTRA_ARGS="--rate-limit-rps 0".
+#
 # `up` on a DIR that already has data restarts the same cluster (--peers is
 # ignored once a node has a raft log). `down` signals only the PIDs recorded
 # in DIR/cluster.json, and only while they still are wardend processes.
@@ -31,6 +34,14 @@ DOWN_WAIT_S=15
 BUILD=${WARDEN_BUILD:-build}
 WARDEND=$BUILD/wardend
 WARDENCTL=$BUILD/wardenctl
+# Extra wardend flags for every node: word-split, globbing off.
+EXTRA_ARGS=()
+if [ -n "${WARDEN_EXTRA_ARGS:-}" ]; then
+    set -f
+    # shellcheck disable=SC2206 # word splitting is the interface
+    EXTRA_ARGS=($WARDEN_EXTRA_ARGS)
+    set +f
+fi
 
 usage() {
     sed -n '4,8p' "$0" | sed 's/^# \{0,1\}//' >&2
@@ -106,7 +117,7 @@ cmd_up() {
             --listen "$ip:$CLIENT_PORT" --peer-listen "$ip:$PEER_PORT" \
             --data-dir "$data" --tls-ca "$certs/ca.pem" \
             --tls-cert "$certs/node-$i.pem" --tls-key "$certs/node-$i-key.pem" \
-            </dev/null >"$log" 2>&1 &
+            ${EXTRA_ARGS[@]+"${EXTRA_ARGS[@]}"} </dev/null >"$log" 2>&1 &
         pids+=("$!")
         json+="$sep{\"id\": $i, \"client\": \"$ip:$CLIENT_PORT\", \"peer\": \"$ip:$PEER_PORT\", \"pid\": $!, \"data_dir\": \"$data\"}"
         sep=", "

@@ -11,6 +11,8 @@
 # following `warden-leader` redirects. The time to recover is taken from
 # warden-loadgen's longest gap between successful calls, whose end is the
 # first success after the kill (both clocks are this host's CLOCK_REALTIME).
+# wardend also gets WARDEN_EXTRA_ARGS, by default "--rate-limit-rps 0"
+# (lib.sh: a benchmark measures raw throughput); the output says so.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 RATE=200; BEFORE=5; AFTER=10; OUT=""
@@ -57,3 +59,4 @@ print(f"failover: errors {r['errors']} redirects {r['conn']['redirects']} "
 print(f"failover: samples {r.get('error_samples')}")
 print(f"failover: target < 2000 ms: {'met' if rec is not None and rec < 2000 else 'MISSED'}")
 PY
+warden_args_note

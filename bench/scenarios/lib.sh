@@ -16,6 +16,20 @@ ETCD_PEER_PORT=${ETCD_PEER_PORT:-2380}
 START_WAIT_S=${START_WAIT_S:-30}
 STOP_WAIT_S=${STOP_WAIT_S:-15}
 
+# Extra wardend flags for every warden node (word-split, no globbing), as in
+# deploy/local-cluster.sh. Default when unset: --rate-limit-rps 0. A
+# benchmark measures raw throughput, so wardend's per-principal rate limit
+# (default 2,000 calls/s; every loadgen call is one principal, admin) is
+# off; set WARDEN_EXTRA_ARGS="" to measure with the default limit.
+WARDEN_EXTRA_ARGS=${WARDEN_EXTRA_ARGS---rate-limit-rps 0}
+WARDEN_EXTRA=()
+if [ -n "$WARDEN_EXTRA_ARGS" ]; then
+    set -f
+    # shellcheck disable=SC2206 # word splitting is the interface
+    WARDEN_EXTRA=($WARDEN_EXTRA_ARGS)
+    set +f
+fi
+
 BUILD=${WARDEN_BUILD:-build}
 WARDEND=$BUILD/wardend
 LOADGEN=$BUILD/bench/warden-loadgen
@@ -23,6 +37,18 @@ BENCH_PIDS=()
 
 log() { echo "[$(date +%T)] $*" >&2; }
 die() { log "error: $*"; exit 1; }
+
+# One line for a benchmark's output: the extra wardend flags, and whether
+# the admission rate limit was on.
+warden_args_note() {
+    local what="rate limit on (wardend default)"
+    case " $WARDEN_EXTRA_ARGS " in
+    *" --rate-limit-rps 0 "* | *" --rate-limit-rps=0 "*)
+        what="rate limit off: a benchmark measures raw throughput" ;;
+    *" --rate-limit-rps"*) what="rate limit on (as set)" ;;
+    esac
+    echo "warden: WARDEN_EXTRA_ARGS=\"$WARDEN_EXTRA_ARGS\" ($what)"
+}
 
 warden_ip() { echo "127.0.0.$((WARDEN_IP_BASE + $1 - 1))"; }
 etcd_ip() { echo "127.0.0.$((ETCD_IP_BASE + $1 - 1))"; }
@@ -53,7 +79,7 @@ stop_all() {
 # ---- warden -----------------------------------------------------------------
 
 # warden_up DIR [extra wardend args...]: 3 nodes; sets WARDEN_PIDS[1..3],
-# WARDEN_EP[1..3], WARDEN_CERTS.
+# WARDEN_EP[1..3], WARDEN_CERTS. $WARDEN_EXTRA_ARGS follows the given args.
 warden_up() {
     local dir=$1; shift
     local n=3 i peers="" gen=("$WARDEND" gen-certs --out "$dir/certs")
@@ -67,7 +93,8 @@ warden_up() {
         die "gen-certs failed: $(cat "$dir/gen-certs.log")"
     WARDEN_CERTS=$dir/certs
     WARDEN_PEERS=$peers
-    WARDEN_ARGS=("$@")
+    WARDEN_ARGS=("$@" ${WARDEN_EXTRA[@]+"${WARDEN_EXTRA[@]}"})
+    log "$(warden_args_note)"
     for ((i = 1; i <= n; i++)); do
         warden_start_node "$dir" "$i"
     done

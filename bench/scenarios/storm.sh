@@ -11,6 +11,8 @@
 # File descriptors: the script raises its soft limit (inherited by wardend
 # and warden-loadgen) to the hard limit and needs conns + 1024; wardend
 # gets --max-conns conns + 64 (its default, 1024, would refuse the storm).
+# wardend also gets WARDEN_EXTRA_ARGS, by default "--rate-limit-rps 0"
+# (lib.sh: a benchmark measures raw throughput); the output says so.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 CONNS=10000; HOLD=15; PROBE_RATE=200; OUT=""
@@ -83,3 +85,4 @@ print(f"storm: probe p99 (worst second) before {p99(0, pre):.2f} ms, during "
       f"{p99(pre, pre + hold):.2f} ms, after {p99(pre + hold, len(ts)):.2f} ms; "
       f"probe errors {p['errors']}")
 PY
+warden_args_note

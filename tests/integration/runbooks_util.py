@@ -13,7 +13,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cluster as ct  # noqa: E402
-from cluster import cluster_pb2  # noqa: E402
+from cluster import cluster_pb2, grpc  # noqa: E402
 
 wt = ct.wt
 
@@ -58,11 +58,35 @@ def peers_of(nodes):
     return ",".join("%d=%s/%s" % (nd.id, nd.peer, nd.client) for nd in nodes)
 
 
+# Resends of one call refused by admission control (RESOURCE_EXHAUSTED, rate
+# limit or in-flight cap: definite, nothing applied); test_rollout's backoff.
+ADMISSION_RETRIES = 60
+# Admission refusals absorbed by admission_call, by reason (printed by the
+# tests that do bulk calls).
+admission_retries = {"rate_limit": 0, "inflight": 0}
+
+
+def admission_call(c, path, req, **kw):
+    """c.call (leader following), resending a call refused by wardend's
+    admission control with bounded backoff (test_rollout.admission_refusal)."""
+    for n in range(ADMISSION_RETRIES + 1):
+        try:
+            return c.call(path, req, **kw)
+        except grpc.RpcError as ex:
+            why = tr.admission_refusal(ex)
+            if why is None or n == ADMISSION_RETRIES:
+                raise
+            admission_retries[why] += 1
+            c.history.note("admission %s, resend %d: %s" % (why, n + 1, ex.details()))
+            tr.admission_backoff(ex, n)
+
+
 def enroll(c, prefix, n, node=None, gateway="gw-a"):
     ids = []
     for _ in range(n):
         i = wt.uid(prefix)
-        c.call(ct.ENROLL, ct.enroll_req(i, idem=i, gateway=gateway), node=node, record=False)
+        admission_call(c, ct.ENROLL, ct.enroll_req(i, idem=i, gateway=gateway), node=node,
+                       record=False)
         ids.append(i)
     return ids
 
@@ -170,7 +194,16 @@ def rpc(c, path, req, resp_cls, role="gateway", node=None):
     nd = node or c.wait_leader()
     f = c.channel(nd, role).unary_unary(path, request_serializer=type(req).SerializeToString,
                                         response_deserializer=resp_cls.FromString)
-    return f(req, timeout=ct.RPC_TIMEOUT_S)
+    for n in range(ADMISSION_RETRIES + 1):
+        try:
+            return f(req, timeout=ct.RPC_TIMEOUT_S)
+        except grpc.RpcError as ex:
+            # Admission control's refusal is definite: resend, bounded.
+            why = tr.admission_refusal(ex)
+            if why is None or n == ADMISSION_RETRIES:
+                raise
+            admission_retries[why] += 1
+            tr.admission_backoff(ex, n)
 
 
 class Watch:

@@ -41,6 +41,12 @@ What it shows, with python3-grpcio against real processes:
 Signing uses python3-cryptography (Ed25519) when importable, else the
 openssl CLI (much slower: the default fleet shrinks to FLEET_NO_CRYPTO).
 
+wardend runs with its default admission control (per-principal rate limit
+2,000 calls/s): the parallel enrollment/activation exceeds it, and the
+client resends calls refused with RESOURCE_EXHAUSTED "rate limit ..." or
+"server overloaded ... (max_inflight)" (definite: nothing was applied)
+with bounded backoff; the counts are printed with the timings.
+
 Environment (besides the harness's): WARDEN_ROLLOUT_FLEET (fleet size),
 WARDEN_ROLLOUT_WORKERS (client threads).
 """
@@ -49,6 +55,8 @@ import concurrent.futures as cf
 import hashlib
 import importlib.util
 import os
+import random
+import re
 import struct
 import subprocess
 import sys
@@ -89,6 +97,16 @@ CALL_DEADLINE_S = 60.0
 # Attempts of one logical call (redirects, elections, lost connections).
 CALL_ATTEMPTS = 40
 RETRY_PAUSE_S = 0.05
+# Admission control (server/admission.c) refuses a call with
+# RESOURCE_EXHAUSTED before doing anything: "rate limit exceeded for ..."
+# (per-principal token bucket, --rate-limit-rps, default 2,000 calls/s) or
+# "server overloaded: ... (max_inflight)". Definite, so resent with
+# exponential backoff (jitter; at least the server's "retry in N ms"), at
+# most ADMISSION_RETRIES times per logical call. The limit stays on: the
+# fleet setup's parallel calls exceed it and the client has to cope.
+ADMISSION_RETRIES = 60
+ADMISSION_BACKOFF_MIN_S = 0.01
+ADMISSION_BACKOFF_MAX_S = 0.5
 # Simulation waves of one rollout (each wave asks the devices its current
 # stage covers); a stuck rollout fails instead of looping.
 MAX_WAVES = 16
@@ -287,6 +305,8 @@ class Client:
         self.stubs = {}
         self.retries = 0          # attempts beyond the first, all calls
         self.ambiguous = 0        # of which after an unknown outcome
+        # of which after admission control's RESOURCE_EXHAUSTED, by reason
+        self.admission = {"rate_limit": 0, "inflight": 0}
 
     def _leader(self):
         with self.lock:
@@ -318,12 +338,28 @@ class Client:
 
     def call(self, path, req, role="admin", node=None):
         deadline = time.monotonic() + CALL_DEADLINE_S
-        for attempt in range(CALL_ATTEMPTS):
+        refused = 0               # admission refusals of this call
+        attempt = 0
+        while attempt < CALL_ATTEMPTS:
             nd = node or self._leader()
             try:
                 return self._stub(nd, role, path)(req, timeout=RPC_TIMEOUT_S)
             except grpc.RpcError as ex:
                 code = ex.code()
+                why = admission_refusal(ex)
+                if why is not None:
+                    # Refused before anything was done (also at a given
+                    # node): resend after a backoff; counted apart from
+                    # CALL_ATTEMPTS, bounded by ADMISSION_RETRIES.
+                    if refused >= ADMISSION_RETRIES or time.monotonic() > deadline:
+                        raise
+                    with self.lock:
+                        self.retries += 1
+                        self.admission[why] += 1
+                    admission_backoff(ex, refused)
+                    refused += 1
+                    continue
+                attempt += 1
                 if node is not None or time.monotonic() > deadline:
                     raise
                 if code == SC.UNAVAILABLE:
@@ -344,6 +380,33 @@ class Client:
                     self.retries += 1
                 time.sleep(RETRY_PAUSE_S)
         raise AssertionError("%s: no answer after %d attempts" % (path, CALL_ATTEMPTS))
+
+
+def admission_refusal(ex):
+    """"rate_limit" or "inflight" when ex is admission control's definite
+    RESOURCE_EXHAUSTED (server/admission.c), else None (other
+    RESOURCE_EXHAUSTED causes, e.g. out of memory, are not retried)."""
+    if ex.code() != SC.RESOURCE_EXHAUSTED:
+        return None
+    d = ex.details() or ""
+    if d.startswith("rate limit exceeded for "):
+        return "rate_limit"
+    if d.startswith("server overloaded: ") and "(max_inflight)" in d:
+        return "inflight"
+    return None
+
+
+def admission_backoff(ex, n):
+    """Sleep before resend n (0-based) of a call refused by admission
+    control: exponential from ADMISSION_BACKOFF_MIN_S, capped, jittered,
+    and never shorter than the server's "retry in N ms" hint."""
+    d = ex.details() or ""
+    hint = 0.0
+    m = re.search(r"retry in (\d+) ms", d)
+    if m:
+        hint = int(m.group(1)) / 1000.0
+    base = min(ADMISSION_BACKOFF_MAX_S, ADMISSION_BACKOFF_MIN_S * (2 ** min(n, 10)))
+    time.sleep(max(hint, base * (0.5 + random.random() / 2)))
 
 
 def pmap(fn, items, workers=WORKERS):
@@ -389,14 +452,19 @@ class RolloutTest(cl.TestCase):
             cl.dump_all()
             raise
         cls.timings["setup_s"] = round(time.monotonic() - t0, 1)
-        print("rollout: fleet=%d setup %.1fs (enroll %.1fs, activate %.1fs)"
+        print("rollout: fleet=%d setup %.1fs (enroll %.1fs, activate %.1fs); "
+              "resent after admission RESOURCE_EXHAUSTED: rate limit %d, in-flight cap %d"
               % (FLEET, cls.timings["setup_s"], cls.timings["enroll_s"],
-                 cls.timings["activate_s"]), file=sys.stderr)
+                 cls.timings["activate_s"], cls.cli.admission["rate_limit"],
+                 cls.cli.admission["inflight"]), file=sys.stderr)
 
     @classmethod
     def tearDownClass(cls):
-        print("rollout timings: %s; client retries %d (after unknown outcome %d)"
-              % (cls.timings, cls.cli.retries, cls.cli.ambiguous), file=sys.stderr)
+        print("rollout timings: %s; client retries %d (after unknown outcome %d, "
+              "after RESOURCE_EXHAUSTED rate limit %d, in-flight cap %d)"
+              % (cls.timings, cls.cli.retries, cls.cli.ambiguous,
+                 cls.cli.admission["rate_limit"], cls.cli.admission["inflight"]),
+              file=sys.stderr)
         cls.c.close()
 
     # -- setup helpers --
