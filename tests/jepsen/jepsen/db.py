@@ -228,6 +228,7 @@ class Db:
         self._chan_lock = threading.Lock()
         self._channels = {}
         self._retired = []
+        self._mint_lock = threading.Lock()
         self.nodes = {i: Node(self, i) for i in range(1, n + 1)}
         # Current voters (membership nemesis removes and re-adds).
         self.members = set(self.nodes)
@@ -318,6 +319,10 @@ class Db:
     def mint_cert(self, role, name):
         """A client cert for warden://role/<role>/<name> signed by this run's
         CA (its key is in certs/); usable as channel(addr, name)."""
+        with self._mint_lock:
+            return self._mint_cert(role, name)
+
+    def _mint_cert(self, role, name):
         crt = os.path.join(self.certs, "%s.pem" % name)
         if os.path.exists(crt):
             return name
@@ -332,7 +337,8 @@ class Db:
                      "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=%s" % name],
                     ["openssl", "x509", "-req", "-in", csr, "-CA",
                      os.path.join(self.certs, "ca.pem"), "-CAkey",
-                     os.path.join(self.certs, "ca-key.pem"), "-CAcreateserial",
+                     os.path.join(self.certs, "ca-key.pem"),
+                     "-set_serial", "0x" + os.urandom(16).hex(),
                      "-out", crt, "-days", "2", "-extfile", ext]):
             r = subprocess.run(cmd, capture_output=True, timeout=TOOL_TIMEOUT_S)
             if r.returncode != 0:

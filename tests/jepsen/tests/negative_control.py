@@ -9,7 +9,8 @@ is run by tests/jepsen/run-ci.sh, not by the checker's unit-test discovery.
    so many proposals time out client-side and then commit.  That is a real
    client bug; the checkers must catch what it leads to, through the real
    server: `ledger` finds :fail mutations in the ledger (failed-but-applied),
-   `counter-freshness` finds REPLAY verdicts no recorded acceptance explains.
+   `counter-freshness` finds REPLAY verdicts no recorded acceptance explains,
+   `grants` finds grant uses (final ListGrants) no recorded check explains.
 2. Server-side (needs a wardend built with the fault flags; skipped with a
    message otherwise): `--unsafe-fault ack-before-commit` must give `lost`
    ledger mutations under leader kills; `--unsafe-fault fresh-window-volatile`
@@ -123,6 +124,12 @@ class NegativeControl(unittest.TestCase):
     def test_freshness_timeout_as_fail(self):
         self.expect_caught("unexplained-replay", "--workload", "counter-freshness",
                            "--nemesis", "none", "--fault", "timeout-as-fail", "--seed", "102")
+
+    def test_grants_timeout_as_fail(self):
+        # CheckAccess calls that time out client-side commit anyway and use
+        # a grant; recorded as :fail they leave uses nobody asked for.
+        self.expect_caught("phantom-use", "--workload", "grants", "--nemesis", "none",
+                           "--fault", "timeout-as-fail", "--seed", "106")
 
     def server_build(self, fault):
         d, why = faults_build()
