@@ -106,10 +106,22 @@ struct wnode {
     wnode_change_cb transfer_cb;
     void *transfer_arg;
 
-    /* Cluster time anchor: the fsm's cluster time after the last apply and
-     * the monotonic ms at which we applied it. */
+    /* Cluster time (docs/consensus.md, "Cluster time"). ct_base_ms and
+     * ct_applied_at_ms: the fsm's cluster time after the last apply and
+     * the monotonic ms at which we applied it (the fallback stamp before a
+     * term's anchor exists). The per-term anchor: once this leader has
+     * applied its own barrier of term anchor_term (so every entry of
+     * earlier terms that will ever commit is applied), stamps are
+     * anchor_ct + (now - anchor_mono) for the rest of the term. */
     uint64_t ct_base_ms;
     uint64_t ct_applied_at_ms;
+    uint64_t stamp_max;             /* highest stamp this node issued */
+    raft_term anchor_term;          /* 0: no anchor */
+    uint64_t anchor_ct, anchor_mono;
+    struct raft_barrier anchor_barrier;
+    raft_term anchor_barrier_term;  /* term the barrier was issued in */
+    int anchor_busy;                /* anchor_barrier in flight */
+    uint64_t n_anchors;
     uint64_t last_propose_ms;       /* monotonic */
     unsigned tick_idle_ms;
 
@@ -130,6 +142,9 @@ struct wnode {
     uint64_t n_proposals, n_flushes, n_ticks, n_barriers, n_readers;
     uint64_t n_restores, n_restores_skipped, n_snapshots;
     uint64_t n_apply_batches;
+#ifdef WARDEN_FAULTS
+    int fault_ack_before_commit;    /* wnode_config: negative control */
+#endif
 };
 
 /* ---- small helpers ---------------------------------------------------------- */
@@ -695,9 +710,84 @@ static void apply_cb(struct raft_apply *req, int status, void *result)
     prop_finish(p, st);
 }
 
+/* The stamp for a proposal made now (issue 3, docs/consensus.md "Cluster
+ * time"). With this term's anchor: anchor_ct + monotonic ms since the
+ * anchor, so commit latency is never dropped from the chain. Before the
+ * anchor exists (the first moments of a term): the applied cluster time +
+ * ms since that apply, which loses the commit latency of those few
+ * entries only. Never below the applied cluster time (the fsm takes the
+ * max anyway; the floor keeps the stamp meaningful). */
 static uint64_t cluster_time_now(struct wnode *n)
 {
-    return n->ct_base_ms + (mono_ms() - n->ct_applied_at_ms);
+    uint64_t now = mono_ms();
+    uint64_t floor = n->fsm != NULL ? wfsm_cluster_time(n->fsm) : 0;
+    uint64_t t;
+
+    if (n->anchor_term != 0 && n->anchor_term == raft_current_term(&n->raft))
+        t = n->anchor_ct + (now - n->anchor_mono);
+    else
+        t = n->ct_base_ms + (now - n->ct_applied_at_ms);
+    return t > floor ? t : floor;
+}
+
+/* Every candidate below is a cluster time that was reached no later than
+ * now in real (monotonic) time, so their max is too: the anchor never puts
+ * cluster time ahead of real time, and never behind anything this leader
+ * or an earlier one already stamped. */
+static uint64_t anchor_base(struct wnode *n)
+{
+    uint64_t ct = wfsm_cluster_time(n->fsm);
+    uint64_t fallback = n->ct_base_ms + (mono_ms() - n->ct_applied_at_ms);
+
+    if (fallback > ct)
+        ct = fallback;
+    if (n->stamp_max > ct)
+        ct = n->stamp_max;
+    if (n->anchor_term != 0 && n->anchor_ct > ct)
+        ct = n->anchor_ct;
+    return ct;
+}
+
+static void anchor_barrier_cb(struct raft_barrier *req, int status)
+{
+    struct wnode *n = req->data;
+    uint64_t ct;
+
+    n->anchor_busy = 0;
+    if (status != 0 || n->closing || n->failed || n->fsm == NULL ||
+        raft_state(&n->raft) != RAFT_LEADER ||
+        raft_current_term(&n->raft) != n->anchor_barrier_term) {
+        kick(n); /* still leader in a later term: the flush tries again */
+        return;
+    }
+    /* Our barrier is applied: so is every entry before it, including all
+     * entries of earlier terms that can ever commit (Raft §5.4.2: they
+     * commit only through an entry of this term). The applied cluster time
+     * (batch included: those entries are committed in raft) is therefore
+     * >= every stamp of a previous leader that took effect. */
+    ct = anchor_base(n);
+    n->anchor_ct = ct;
+    n->anchor_mono = mono_ms();
+    n->anchor_term = n->anchor_barrier_term;
+    n->n_anchors++;
+}
+
+/* Issue this term's anchor barrier if we lead and have none. From the loop
+ * (flush, tick, propose), never from inside raft. */
+static void anchor_check(struct wnode *n)
+{
+    raft_term t;
+
+    if (n->anchor_busy || !leader_ready(n))
+        return;
+    t = raft_current_term(&n->raft);
+    if (n->anchor_term == t)
+        return;
+    n->anchor_barrier.data = n;
+    if (raft_barrier(&n->raft, &n->anchor_barrier, anchor_barrier_cb) != 0)
+        return; /* tried again at the next flush or tick */
+    n->anchor_busy = 1;
+    n->anchor_barrier_term = t;
 }
 
 int wnode_propose(struct wnode *n, const Warden__V1__Command *cmd,
@@ -721,6 +811,8 @@ int wnode_propose(struct wnode *n, const Warden__V1__Command *cmd,
      * applied it. A shallow copy: only the scalar changes. */
     c = *cmd;
     c.cluster_time_ms = cluster_time_now(n);
+    if (c.cluster_time_ms > n->stamp_max)
+        n->stamp_max = c.cluster_time_ms;
     rv = wfsm_cmd_encode(&c, &p->buf, &p->len, e);
     if (rv != 0) {
         free(p);
@@ -743,6 +835,34 @@ int wnode_propose(struct wnode *n, const Warden__V1__Command *cmd,
     kick(n);
     return 0;
 }
+
+#ifdef WARDEN_FAULTS
+static void fault_acked_cb(void *arg, int status, struct wfsm_result *res)
+{
+    (void)arg;
+    (void)status;
+    (void)res;
+}
+
+/* --unsafe-fault ack-before-commit (TESTING ONLY, the Jepsen negative
+ * control, issue 7): answer the proposer with success and an empty result
+ * as soon as raft has the entry, before it is replicated, committed or
+ * applied. A write acknowledged this way and then lost to a kill is exactly
+ * the anomaly the checkers must catch. The prop stays in flight for raft;
+ * its real completion goes to a no-op callback. */
+static void fault_ack_now(struct prop *p)
+{
+    struct wfsm_result empty;
+    wnode_propose_cb cb = p->cb;
+    void *arg = p->arg;
+
+    memset(&empty, 0, sizeof empty);
+    p->cb = fault_acked_cb;
+    p->arg = NULL;
+    cb(arg, 0, &empty);
+    wfsm_result_free(&empty);
+}
+#endif
 
 /* Group commit: every proposal queued since the last pass goes to raft
  * here, back to back, at most WNODE_BATCH_MAX per loop iteration. raft
@@ -785,6 +905,10 @@ static void flush_proposals(struct wnode *n)
         plist_push(&n->inflight, p);
         submitted++;
         n->n_proposals++;
+#ifdef WARDEN_FAULTS
+        if (n->fault_ack_before_commit)
+            fault_ack_now(p);
+#endif
     }
     if (submitted > 0)
         n->n_flushes++;
@@ -1013,6 +1137,7 @@ static void flush_cb(uv_idle_t *h)
     report_fatal(n);
     if (n->closing)
         return;
+    anchor_check(n);
     flush_proposals(n);
     flush_barrier(n);
     flush_change(n);
@@ -1039,6 +1164,8 @@ static void tick_cb(uv_timer_t *t)
     Warden__V1__Tick tick = WARDEN__V1__TICK__INIT;
     struct werr e;
 
+    /* A node that just won an election learns it here at the latest. */
+    anchor_check(n);
     if (!leader_ready(n) || n->queued.n + n->inflight.n > 0 ||
         mono_ms() - n->last_propose_ms < n->tick_idle_ms)
         return;
@@ -1271,6 +1398,12 @@ int wnode_start(struct wnode **out, const struct wnode_config *cfg,
     n->on_fatal = cfg->on_fatal;
     n->on_fatal_arg = cfg->on_fatal_arg;
     n->tick_idle_ms = cfg->tick_idle_ms ? cfg->tick_idle_ms : WNODE_TICK_IDLE_MS;
+#ifdef WARDEN_FAULTS
+    n->fault_ack_before_commit = cfg->fault_ack_before_commit != 0;
+    if (n->fault_ack_before_commit)
+        wlog(WLOG_WARN, "UNSAFE FAULT: proposals acknowledged before commit "
+             "(testing only)", NULL);
+#endif
     if (addr_join(n->address, sizeof n->address, cfg->peer_addr,
                   cfg->client_addr) != 0) {
         free(n);
@@ -1398,7 +1531,10 @@ void wnode_status(struct wnode *n, struct wnode_status *st)
     st->last_index = raft_last_index(r);
     st->snapshot_index = r->trail.snapshot.index;
     st->snapshot_term = r->trail.snapshot.term;
-    st->cluster_time_ms = n->ct_base_ms;
+    st->cluster_time_ms = n->fsm ? wfsm_committed_cluster_time(n->fsm) : 0;
+    st->anchored = n->anchor_term != 0 && n->anchor_term == st->term &&
+                   leader;
+    st->anchors = n->n_anchors;
     st->tls_refused = consensus_tls_transport_refused(&n->transport);
     for (unsigned i = 0; i < r->configuration.n && i < WNODE_MEMBERS_MAX; i++) {
         const struct raft_server *s = &r->configuration.servers[i];

@@ -11,9 +11,12 @@
  *     the poll phase; every proposal and barrier callback of those entries
  *     waits for that commit, so a reply never acknowledges state that a
  *     read txn cannot see or a crash could lose;
- *   - cluster time: the leader stamps each command with the last committed
- *     cluster time + monotonic ms since it applied that entry (never the
- *     wall clock), and proposes a Tick when idle for tick_idle_ms;
+ *   - cluster time: once a leader has applied its own barrier of the term,
+ *     it anchors (applied cluster time, its monotonic ms) and stamps every
+ *     later command with anchor + monotonic ms elapsed since (never the
+ *     wall clock), so commit latency is never lost from the chain; it
+ *     proposes a Tick when idle for tick_idle_ms. Without a leader cluster
+ *     time stands still (docs/consensus.md, "Cluster time");
  *   - shared barriers: one raft_barrier serves every linearizable read that
  *     is waiting when it is issued; later readers join the next one;
  *   - membership: add as spare, promote to voter after raft's own catch-up
@@ -149,6 +152,14 @@ struct wnode_config {
     size_t map_size;                 /* LMDB map size, 0 = wfsm default */
     wnode_fatal_cb on_fatal;         /* may be NULL: the error is logged */
     void *on_fatal_arg;
+#ifdef WARDEN_FAULTS
+    /* TESTING ONLY (wardend --unsafe-fault ack-before-commit, the Jepsen
+     * negative control): wnode_propose's callback fires with status 0 and
+     * an empty result (code 0, resp NULL) as soon as raft has the entry,
+     * before commit and apply. Breaks durability of acknowledged writes on
+     * purpose. Absent from normal builds. */
+    int fault_ack_before_commit;
+#endif
 };
 
 /* Open the state machine, the transport and raft_uv, bootstrap if asked and
@@ -281,7 +292,10 @@ struct wnode_status {
     uint64_t snapshot_index, snapshot_term;   /* 0: none yet */
     unsigned n_members;
     struct wnode_member members[WNODE_MEMBERS_MAX];
-    uint64_t cluster_time_ms;       /* last committed cluster time */
+    uint64_t cluster_time_ms;       /* last committed cluster time
+                                       (wfsm_committed_cluster_time) */
+    int anchored;                   /* leader with this term's anchor */
+    uint64_t anchors;               /* anchors taken since start */
     /* Wall-clock offset from the leader, display only: local wall clock at
      * the apply of the newest committed Tick - the leader_wall_ms the leader
      * put in it. It includes one replication+commit latency (ms on a LAN),

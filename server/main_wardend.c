@@ -24,6 +24,31 @@
 #include "node.h"
 #ifdef WARDEN_FAULTS
 #include "../domain/freshness.h"
+
+/* --unsafe-fault NAME[,NAME...], repeatable (TESTING ONLY). Enables each
+ * named fault; *ack_before_commit is set for ack-before-commit (it goes to
+ * the node's config). Returns 0, or -1 after logging an unknown name. */
+static int unsafe_faults_parse(const char *arg, int *ack_before_commit)
+{
+    const char *p = arg;
+    while (1) {
+        size_t len = strcspn(p, ",");
+        if (len == strlen("fresh-window-volatile") &&
+            strncmp(p, "fresh-window-volatile", len) == 0) {
+            fresh_fault_volatile_window(1);
+        } else if (len == strlen("ack-before-commit") &&
+                   strncmp(p, "ack-before-commit", len) == 0) {
+            *ack_before_commit = 1;
+        } else {
+            wlog(WLOG_ERROR, "unknown --unsafe-fault (fresh-window-volatile, "
+                 "ack-before-commit)", "fault", arg, NULL);
+            return -1;
+        }
+        if (p[len] == '\0')
+            return 0;
+        p += len + 1;
+    }
+}
 #endif
 
 static void usage(FILE *f)
@@ -82,7 +107,10 @@ static void usage(FILE *f)
             "                            break a guarantee on purpose, for the Jepsen\n"
             "                            negative controls. NAME: fresh-window-volatile\n"
             "                            (telemetry anti-replay window kept in process\n"
-            "                            memory, lost on restart; docs/freshness.md)\n"
+            "                            memory, lost on restart; docs/freshness.md),\n"
+            "                            ack-before-commit (writes acknowledged once\n"
+            "                            handed to raft, before commit; docs/consensus.md).\n"
+            "                            Repeatable, or a comma list\n"
 #endif
             "  -h, --help\n",
             NODE_DATA_DIR_DEFAULT, NODE_LISTEN_DEFAULT, WNODE_ELECTION_TIMEOUT_MS,
@@ -297,6 +325,9 @@ int main(int argc, char **argv)
         return 2;
     }
     int ch, li = -1;
+#ifdef WARDEN_FAULTS
+    int fault_ack_before_commit = 0;
+#endif
     optind = 1;
     while ((ch = getopt_long(argc, argv, "h", opts, &li)) != -1) {
         if (ch == 'h') {
@@ -308,12 +339,9 @@ int main(int argc, char **argv)
         }
 #ifdef WARDEN_FAULTS
         if (ch == OPT_UNSAFE_FAULT) {
-            if (strcmp(optarg, "fresh-window-volatile") != 0) {
-                wlog(WLOG_ERROR, "unknown --unsafe-fault", "fault", optarg,
-                     NULL);
+            if (unsafe_faults_parse(optarg, &fault_ack_before_commit) != 0) {
                 return 2;
             }
-            fresh_fault_volatile_window(1);
             wlog(WLOG_WARN, "UNSAFE FAULT ENABLED: guarantees are broken on "
                  "purpose (testing only)", "fault", optarg, NULL);
             li = -1;
@@ -342,6 +370,9 @@ int main(int argc, char **argv)
     }
     wlog_set_level(conf.log_level);
     struct node_config cfg = conf.node;
+#ifdef WARDEN_FAULTS
+    cfg.fault_ack_before_commit = fault_ack_before_commit;
+#endif
     if (optind < argc) {
         wlog(WLOG_ERROR, "unexpected argument", "arg", argv[optind], NULL);
         usage(stderr);

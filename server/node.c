@@ -385,6 +385,9 @@ int node_init(struct node *n, uv_loop_t *loop, const struct node_config *cfg,
     w->snapshot_trailing = cfg->snapshot_trailing;
     w->on_fatal = raft_fatal_cb;
     w->on_fatal_arg = n;
+#ifdef WARDEN_FAULTS
+    w->fault_ack_before_commit = cfg->fault_ack_before_commit;
+#endif
     rc = wnode_start(&n->wn, w, e);
     if (rc != 0) {
         werr_wrap(e, "raft");

@@ -109,6 +109,11 @@ struct node_config {
     unsigned rate_limit_rps;     /* per principal; 0 = no rate limit */
     unsigned rate_limit_burst;
     size_t max_inflight;
+#ifdef WARDEN_FAULTS
+    /* TESTING ONLY: wardend --unsafe-fault ack-before-commit, copied to
+     * wnode_config.fault_ack_before_commit (consensus/node.h). */
+    int fault_ack_before_commit;
+#endif
 };
 
 /* Fill cfg with the defaults above. */

@@ -380,9 +380,11 @@ static void do_list(struct svc_ctx *ctx, struct grpc_call *call,
     struct werr e = {0};
     struct acc_grant_page page = {0};
     /* Effective states (EXPIRED) are computed at the cluster time of the
-     * last applied entry, never at this node's wall clock. */
-    int rc = acc_list_grants(&a, t, wfsm_cluster_time(wnode_fsm(ctx->wn)), req,
-                             &page, &e);
+     * last committed entry (the state the read txn sees, even while an
+     * apply batch is open), never at this node's wall clock. */
+    int rc = acc_list_grants(&a, t,
+                             wfsm_committed_cluster_time(wnode_fsm(ctx->wn)),
+                             req, &page, &e);
     store_txn_abort(t);
     if (rc != 0) {
         svc_fail(call, &e);

@@ -105,8 +105,11 @@ static void head_cb(struct grpc_call *call, const ProtobufCMessage *msg,
     r.hash.data = hash;
     r.hash.len = sizeof hash;
     /* The applied index stored with the ledger, in the same LMDB env: the
-     * head above is exactly the state at this index. */
-    r.applied_index = wfsm_applied_index(wnode_fsm(ctx->wn));
+     * head above is exactly the state at this index. The committed one: a
+     * serializable read can run while an apply batch is open, and the read
+     * txn above sees only what the last batch commit wrote
+     * (docs/consensus.md, "Batched apply"). */
+    r.applied_index = wfsm_committed_index(wnode_fsm(ctx->wn));
     grpc_call_reply(call, &r.base);
 }
 

@@ -22,9 +22,9 @@
  *
  * Reads. GetRollout and GetRelease: LINEARIZABLE (default) on the leader
  * after a shared Raft barrier (Raft §6.4), SERIALIZABLE on any node from
- * local state. GetRollout evaluates the gates at the applied cluster time
- * (wfsm_cluster_time), never at a local clock: the explanation it gives is
- * the one apply would reach at that time.
+ * local state. GetRollout evaluates the gates at the committed cluster
+ * time (wfsm_committed_cluster_time), never at a local clock: the
+ * explanation it gives is the one apply would reach at that time.
  *
  * Authorization. The method's role mask (table at the end, documented in
  * docs/rollouts.md "Server glue") is the first gate; apply checks roles
@@ -324,10 +324,11 @@ static void do_get_rollout(struct svc_ctx *ctx, struct grpc_call *call,
         svc_fail(call, &e);
         return;
     }
-    /* Gates are judged at the applied cluster time, as apply would. */
+    /* Gates are judged at the committed cluster time, as apply would: the
+     * time of the state this read txn sees (an apply batch may be open). */
     struct ro_status st;
     int rc = ro_rollout_status(wfsm_ro(f), t, req->rollout_id,
-                               wfsm_cluster_time(f), &st, &e);
+                               wfsm_committed_cluster_time(f), &st, &e);
     store_txn_abort(t);
     if (rc != 0) {
         svc_fail(call, &e);

@@ -10,6 +10,7 @@
  * bursts cost far fewer LMDB commits than entries. */
 #include <signal.h>
 #include <stdint.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -33,10 +34,20 @@
  * truncation past the stopped node. */
 #define SNAP_THRESHOLD 32
 #define SNAP_TRAILING 8
+/* Cluster time under a write stream (docs/consensus.md, "Cluster time"):
+ * CT_FLOOD_MS of loop time, CT_PER_POLL proposals per poll, then the loop
+ * is blocked CT_DELAY_MS so every round's commit takes at least that long.
+ * Losing each round's latency (the pre-anchor stamp) costs >= CT_DELAY_MS
+ * per round, ~1 s here; the anchor must stay within CT_SLACK_MS. */
+#define CT_FLOOD_MS 2000
+#define CT_PER_POLL 3
+#define CT_DELAY_MS 30
+#define CT_SLACK_MS 150
+#define CT_RETRIES 3      /* leadership moved mid-flood (ctest -j): redo */
 
 enum step {
     S_ELECT, S_PROPOSE, S_WAIT_PROPOSE, S_CONVERGE, S_FOLLOWER, S_BARRIER,
-    S_WAIT_BARRIER, S_TRANSFER, S_WAIT_TRANSFER, S_ADD, S_WAIT_ADD,
+    S_WAIT_BARRIER, S_CT_ANCHOR, S_CT_FLOOD, S_CT_WAIT, S_TRANSFER, S_WAIT_TRANSFER, S_ADD, S_WAIT_ADD,
     S_REMOVE, S_WAIT_REMOVE, S_STOP_ONE, S_WAIT_STOPPED, S_WRITE_MORE,
     S_WAIT_MORE, S_RESTART, S_WAIT_CATCHUP, S_CANCEL, S_CLOSING, S_DONE
 };
@@ -87,6 +98,12 @@ struct world {
     uint64_t held_applied, held_committed;
     uint8_t ed_pub[32];
     uint8_t digest[32];      /* an attestation digest (SHA-256 sized) */
+    /* Cluster time: per node, the highest committed cluster time seen
+     * (must never go down); the flood's start/end and its result. */
+    uint64_t ct_seen[N_MAX];
+    uint64_t ct_mono0, ct_mono_last, ct0, ct_end;
+    unsigned ct_proposed, ct_tries;
+    uint64_t ct_before_transfer;
 };
 
 static struct world W;
@@ -424,6 +441,20 @@ static void poll_cb(uv_timer_t *timer)
     struct wnode_status st;
     (void)timer;
 
+    /* Cluster time never goes backwards on any node, across the flood,
+     * the leadership transfer, the membership changes and the restart. */
+    for (unsigned i = 0; i < W.n_nodes && W.step < S_CLOSING; i++) {
+        uint64_t ct;
+        if (!W.nodes[i].running || W.nodes[i].n == NULL)
+            continue;
+        ct = wfsm_committed_cluster_time(wnode_fsm(W.nodes[i].n));
+        if (ct < W.ct_seen[i])
+            FAIL("node %u: cluster time went back from %llu to %llu",
+                 W.nodes[i].id, (unsigned long long)W.ct_seen[i],
+                 (unsigned long long)ct);
+        W.ct_seen[i] = ct;
+    }
+
     switch (W.step) {
     case S_ELECT:
         if (find_leader())
@@ -542,9 +573,72 @@ static void poll_cb(uv_timer_t *timer)
         if (W.barrier_bad != 0 || W.barrier_late != 3)
             FAIL("barriers: %u bad, %u late readers", W.barrier_bad,
                  W.barrier_late);
+        W.step = S_CT_ANCHOR;
+        return;
+    case S_CT_ANCHOR:
+        /* The flood measures the anchored regime: wait for this term's
+         * anchor (the leader's own barrier applied). */
+        if (!find_leader())
+            return;
+        status_of(&W.nodes[W.leader], &st);
+        if (!st.anchored)
+            return;
+        W.n_cb = W.n_ok = W.n_bad = 0;
+        W.ct_proposed = 0;
+        W.ct_mono0 = uv_hrtime() / 1000000u;
+        W.ct0 = st.cluster_time_ms;
+        W.step = S_CT_FLOOD;
+        return;
+    case S_CT_FLOOD: {
+        uint64_t now = uv_hrtime() / 1000000u;
+        L = &W.nodes[W.leader];
+        if (!wnode_is_leader(L->n) || now - W.ct_mono0 >= CT_FLOOD_MS) {
+            W.step = S_CT_WAIT;
+            return;
+        }
+        if (propose_enrolls(L, CT_PER_POLL) != 0)
+            FAIL("flood: propose on the leader failed");
+        W.ct_proposed += CT_PER_POLL;
+        W.ct_mono_last = uv_hrtime() / 1000000u;
+        /* Stamped just now; block the loop so this round commits (and
+         * applies) no sooner than CT_DELAY_MS from now. */
+        usleep(CT_DELAY_MS * 1000);
+        return;
+    }
+    case S_CT_WAIT: {
+        uint64_t elapsed, adv;
+        if (W.n_cb < W.ct_proposed)
+            return;
+        if (W.n_ok != W.ct_proposed) {
+            if (++W.ct_tries >= CT_RETRIES)
+                FAIL("flood: %u of %u proposals failed", W.n_bad,
+                     W.ct_proposed);
+            W.step = S_CT_ANCHOR; /* leadership moved: measure again */
+            return;
+        }
+        status_of(&W.nodes[W.leader], &st);
+        W.ct_end = st.cluster_time_ms;
+        elapsed = W.ct_mono_last - W.ct_mono0;
+        adv = W.ct_end - W.ct0;
+        fprintf(stderr, "cluster time: %u writes over %llu ms of loop time, "
+                "cluster time advanced %llu ms (lag %lld ms)\n",
+                W.ct_proposed, (unsigned long long)elapsed,
+                (unsigned long long)adv, (long long)elapsed - (long long)adv);
+        if (adv + CT_SLACK_MS < elapsed)
+            FAIL("cluster time advanced %llu ms over %llu ms of writes "
+                 "(commit latency lost)", (unsigned long long)adv,
+                 (unsigned long long)elapsed);
+        /* Nor may it run ahead of the leader's monotonic clock. */
+        if (adv > uv_hrtime() / 1000000u - W.ct_mono0 + CT_SLACK_MS)
+            FAIL("cluster time ran ahead: %llu ms in %llu ms",
+                 (unsigned long long)adv,
+                 (unsigned long long)(uv_hrtime() / 1000000u - W.ct_mono0));
         W.step = S_TRANSFER;
         return;
+    }
     case S_TRANSFER:
+        status_of(&W.nodes[W.leader], &st);
+        W.ct_before_transfer = st.cluster_time_ms;
         W.target = W.nodes[(W.leader + 1) % 3].id;
         W.change_done = 0;
         if (wnode_transfer(W.nodes[W.leader].n, W.target, change_cb, NULL) != 0)
@@ -561,6 +655,15 @@ static void poll_cb(uv_timer_t *timer)
         if (W.nodes[W.leader].id != W.target)
             FAIL("leader is %u after transfer to %u", W.nodes[W.leader].id,
                  W.target);
+        /* The new leader anchors at or above the old leader's time (its
+         * own barrier applied every entry of the old term first). */
+        status_of(&W.nodes[W.leader], &st);
+        if (!st.anchored)
+            return;
+        if (st.cluster_time_ms < W.ct_before_transfer)
+            FAIL("cluster time %llu after transfer, %llu before",
+                 (unsigned long long)st.cluster_time_ms,
+                 (unsigned long long)W.ct_before_transfer);
         W.step = S_ADD;
         return;
     case S_ADD: {
