@@ -90,6 +90,7 @@ class Grants:
         self.info_checks = []      # check values whose outcome is unknown
         self.requesters = []
         self.n_req = 0
+        self.lock_retry = []       # :info Lock values, retried with the same key
 
     def _new_requester(self):
         with self.lock:
@@ -150,6 +151,8 @@ class Grants:
                 gid = rng.choice(self.grants)[0]
                 return "revoke", {"grant": gid, "by": rng.choice(("admin", "operator")),
                                   "key": self._k("kv")}
+            if self.lock_retry and r < 0.955:
+                return "lock", dict(self.lock_retry.pop(), retry=True)
             if len(self.locks) < self.LOCKS_MAX and (r < 0.955 or not self.locks):
                 return "lock", {"device": rng.choice(self.devices), "key": self._k("kl")}
             lid, dev = self.locks.pop(rng.randrange(len(self.locks)))
@@ -234,6 +237,11 @@ class Grants:
                 out["revoked-now"] = o.resp.lock.revoked_now
                 with self.lock:
                     self.locks.append((out["lock"], v["device"]))
+            elif o.type == "info":
+                # It may hold the device locked for good: the same key again
+                # returns the stored lock (or takes it now), so it is tracked.
+                with self.lock:
+                    self.lock_retry.append({"device": v["device"], "key": v["key"]})
         elif f == "unlock":
             o = cl.call("Unlock", acc_pb2.UnlockRequest(
                 lock_id=v["lock"], reason="jepsen", idempotency_key=v["key"]), role="operator")
@@ -339,6 +347,7 @@ def check_grants(ops, final=None, final_error=None):
     locks = []           # (device, lock id, lock op)
     unlock_inv = {}      # lock id -> earliest invoke of an unlock that may have happened
     checks = []
+    lock_first = {}      # Lock idempotency key -> first invoke (a retry replays it)
     for x in P:
         f, typ, v = x["f"], x["type"], x["v"]
         if f == "approve" and typ == "ok" and v.get("grant"):
@@ -350,17 +359,30 @@ def check_grants(ops, final=None, final_error=None):
                 revoked[g] = x
         elif f == "lock" and typ == "ok":
             locks.append((v["device"], v["lock"], x))
+        if f == "lock" and typ in ("ok", "info"):
+            lock_first[v["key"]] = min(lock_first.get(v["key"], INF), x["inv"])
         elif f == "unlock" and typ in ("ok", "info"):
             lid = v["lock"]
             unlock_inv[lid] = min(unlock_inv.get(lid, INF), x["inv"])
         elif f == "check":
             checks.append(x)
+    # A Lock retried with its key took effect after its first attempt's invoke.
+    locks = [(d, lid, dict(x, inv=lock_first.get(x["v"]["key"], x["inv"])))
+             for d, lid, x in locks]
     # Grants approved by an :info approval are known only from the final read.
     for gid, fg in (final or {}).items():
         if gid not in grants:
             grants[gid] = {"principal": fg["principal"], "devices": fg["devices"],
                            "max": fg["max"], "ok": INF, "op": None}
     win, lk = _lock_index(locks, unlock_inv)
+    # Attempts sharing an idempotency key are one logical check: a retry
+    # replays the stored result of an earlier attempt, which took effect
+    # somewhere after the *first* attempt's invoke.
+    first_inv = {}
+    for c in checks:
+        if c["type"] in ("ok", "info"):
+            k = c["v"]["key"]
+            first_inv[k] = min(first_inv.get(k, INF), c["inv"])
     by_key = {}
     allows = {}          # gid -> {key: check op}
     infos = []           # :info checks (possibly consumed a use)
@@ -385,6 +407,7 @@ def check_grants(ops, final=None, final_error=None):
         if v["decision"] != "allow":
             continue
         g = v["grant"]
+        t_inv = first_inv.get(k, c["inv"])
         allows.setdefault(g, {}).setdefault(k, c)
         meta = grants.get(g)
         if meta and (meta["principal"] != v["principal"] or v["device"] not in meta["devices"]):
@@ -392,28 +415,28 @@ def check_grants(ops, final=None, final_error=None):
                                           device=v["device"], grant_principal=meta["principal"],
                                           grant_devices=meta["devices"]))
         rv = revoked.get(g)
-        if rv is not None and c["inv"] > rv["cmp"]:
+        if rv is not None and t_inv > rv["cmp"]:
             add("allow-after-revoke", dict(_where(c), grant=g, device=v["device"],
                                            revoke=_where(rv),
-                                           after_ack_ms=(c["inv"] - rv["cmp"]) / 1e6))
+                                           after_ack_ms=(t_inv - rv["cmp"]) / 1e6))
         # Definitely locked: from the Lock's ack to the first Unlock invoke.
         w = win.get(v["device"])
         if w:
-            k = bisect.bisect_left(w["start"], c["inv"])    # windows started before
-            if k and w["maxend"][k - 1][0] > c["cmp"]:
-                lid, lo = w["maxend"][k - 1][1]
+            j = bisect.bisect_left(w["start"], t_inv)    # windows started before
+            if j and w["maxend"][j - 1][0] > c["cmp"]:
+                lid, lo = w["maxend"][j - 1][1]
                 add("allow-while-locked", dict(_where(c), grant=g, device=v["device"], lock=lid,
                                                lock_op=_where(lo),
-                                               after_ack_ms=(c["inv"] - lo["cmp"]) / 1e6))
+                                               after_ack_ms=(t_inv - lo["cmp"]) / 1e6))
         # Revoked by a Lock of one of its devices invoked after the grant
         # existed, acknowledged before this check.
         for dev in (meta["devices"] if meta else ()):
             li = lk.get(dev)
             if not li:
                 continue
-            k = bisect.bisect_right(li["inv"], meta["ok"])
-            if k < len(li["inv"]) and li["minok"][k][0] < c["inv"]:
-                lid, lo = li["minok"][k][1]
+            j = bisect.bisect_right(li["inv"], meta["ok"])
+            if j < len(li["inv"]) and li["minok"][j][0] < t_inv:
+                lid, lo = li["minok"][j][1]
                 add("allow-after-lock-revoked", dict(_where(c), grant=g, device=v["device"],
                                                      lock=lid, locked_device=dev,
                                                      lock_op=_where(lo),

@@ -131,6 +131,14 @@ class GrantsChecker(unittest.TestCase):
         r = wl_access.check_grants(H(*grant(0)), {})
         self.assertEqual(set(r["anomaly-counts"]), {"grant-lost"})
 
+    def test_retry_replays_an_earlier_allow(self):
+        # the first attempt (:info) may have committed before the revoke:
+        # its retry with the same key replays that ALLOW, legally
+        self.assertEqual(self.kinds(grant(0), check(1, "a", typ="info"), revoke(0),
+                                    check(2, "a", rem=1)), set())
+        self.assertEqual(self.kinds(grant(0), revoke(0), check(1, "a", typ="info"),
+                                    check(2, "a", rem=1)), {"allow-after-revoke"})
+
     def test_wrong_grant(self):
         self.assertEqual(self.kinds(grant(0), check(1, "a", principal="jr-2")),
                          {"allow-wrong-grant"})
