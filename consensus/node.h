@@ -66,7 +66,7 @@
 #define WNODE_ADDR_MAX (2 * WNODE_HOSTPORT_MAX)
 
 /* Proposals accepted but not yet answered (queued + in raft). Beyond this
- * wnode_propose() returns WERR_BUSY (RESOURCE_EXHAUSTED): a client flood
+ * wnode_propose() returns WERR_BUSY (gRPC UNAVAILABLE, retryable): a flood
  * must not grow memory or the log without bound. 4096 x (command <= 4 MiB)
  * is still a lot; the gRPC layer's own caps keep real commands small. */
 #define WNODE_PENDING_MAX 4096
