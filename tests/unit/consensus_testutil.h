@@ -1,7 +1,7 @@
 /* consensus_testutil.h - helpers shared by the consensus tests: a throwaway
  * PKI (EC P-256 CA and leaves with one SAN URI each), a free loopback port,
- * and recursive removal of a temp directory. Static functions: each test
- * file is its own program. */
+ * and recursive removal of a temp directory. Static inline functions: each
+ * test file is its own program and uses only some of them. */
 #ifndef WARDEN_TESTS_CONSENSUS_TESTUTIL_H
 #define WARDEN_TESTS_CONSENSUS_TESTUTIL_H
 
@@ -17,7 +17,7 @@
 #include <openssl/x509v3.h>
 #include <uv.h>
 
-static int ctu_add_ext(X509 *cert, X509 *issuer, int nid, const char *value)
+static inline int ctu_add_ext(X509 *cert, X509 *issuer, int nid, const char *value)
 {
     X509V3_CTX v;
     X509_EXTENSION *ext;
@@ -32,7 +32,7 @@ static int ctu_add_ext(X509 *cert, X509 *issuer, int nid, const char *value)
 }
 
 /* Self-signed CA when issuer is NULL; otherwise a leaf signed by issuer. */
-static X509 *ctu_make_cert(EVP_PKEY *key, const char *cn, const char *uri,
+static inline X509 *ctu_make_cert(EVP_PKEY *key, const char *cn, const char *uri,
                            X509 *issuer, EVP_PKEY *issuer_key, long serial)
 {
     X509 *x = X509_new();
@@ -71,7 +71,7 @@ static X509 *ctu_make_cert(EVP_PKEY *key, const char *cn, const char *uri,
     return x;
 }
 
-static int ctu_write_pem(const char *dir, const char *base, X509 *cert,
+static inline int ctu_write_pem(const char *dir, const char *base, X509 *cert,
                          EVP_PKEY *key)
 {
     char path[256];
@@ -94,7 +94,7 @@ static int ctu_write_pem(const char *dir, const char *base, X509 *cert,
 }
 
 /* dir/<ca_base>.pem, and dir/<bases[i]>.pem + -key.pem with SAN uris[i]. */
-static int ctu_make_pki(const char *dir, const char *ca_base,
+static inline int ctu_make_pki(const char *dir, const char *ca_base,
                         const char *const *bases, const char *const *uris,
                         int n)
 {
@@ -122,7 +122,7 @@ out:
 
 /* Bind :0 on loopback to learn a free port. Racy against other processes
  * on this host only, and then the test fails loudly. */
-static int ctu_free_port(void)
+static inline int ctu_free_port(void)
 {
     uv_loop_t loop;
     uv_tcp_t tcp;
@@ -145,7 +145,7 @@ static int ctu_free_port(void)
 }
 
 /* rm -rf dir (depth first; symlinks are unlinked, not followed). */
-static void ctu_rm_rf(const char *dir)
+static inline void ctu_rm_rf(const char *dir)
 {
     char path[1024];
     struct dirent *de;
@@ -156,7 +156,9 @@ static void ctu_rm_rf(const char *dir)
         while ((de = readdir(d)) != NULL) {
             if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
                 continue;
-            snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+            int n = snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+            if (n < 0 || (size_t)n >= sizeof path)
+                continue; /* too long to be one of ours: leave it */
             if (lstat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
                 ctu_rm_rf(path);
             else

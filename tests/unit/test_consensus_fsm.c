@@ -17,6 +17,7 @@
 
 #include "domain/inventory.h"
 #include "storage/store.h"
+#include "fsm_testutil.h"
 #include "unit.h"
 
 static char tmp_root[256];
@@ -845,18 +846,9 @@ TEST(interrupted_restore_recovery)
 
 int main(void)
 {
-    snprintf(tmp_root, sizeof tmp_root, "/tmp/warden-test-fsm-XXXXXX");
-    if (mkdtemp(tmp_root) == NULL) {
-        perror("mkdtemp");
+    if (ftu_setup(tmp_root, sizeof tmp_root, "/tmp/warden-test-fsm-XXXXXX", ed_pub) != 0) {
         return 1;
     }
-    EVP_PKEY *pk = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
-    size_t len = sizeof ed_pub;
-    if (pk == NULL || EVP_PKEY_get_raw_public_key(pk, ed_pub, &len) != 1) {
-        fprintf(stderr, "keygen failed\n");
-        return 1;
-    }
-    EVP_PKEY_free(pk);
     for (size_t i = 0; i < sizeof digest; i++) {
         digest[i] = (uint8_t)i;
     }

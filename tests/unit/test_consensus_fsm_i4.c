@@ -22,6 +22,7 @@
 #include "domain/inventory.h"
 #include "domain/lifecycle.h"
 #include "storage/store.h"
+#include "fsm_testutil.h"
 #include "unit.h"
 
 #define S_UNSPEC WARDEN__V1__DEVICE_STATE__DEVICE_STATE_UNSPECIFIED
@@ -80,22 +81,12 @@ static size_t key_sign(const struct key *k, const uint8_t *m, size_t n,
 
 static struct wfsm *fsm_new(void)
 {
-    char dir[300];
-    snprintf(dir, sizeof dir, "%s/f%u", tmp_root, dir_seq++);
-    struct werr e = {0};
-    struct wfsm *f = NULL;
-    if (wfsm_open(&f, dir, 0, &e) != 0) {
-        fprintf(stderr, "wfsm_open: %s\n", e.msg);
-    }
-    return f;
+    return ftu_fsm_new(tmp_root, &dir_seq);
 }
 
 static void cmd_init(Warden__V1__Command *c, const char *who, unsigned role)
 {
-    warden__v1__command__init(c);
-    c->cluster_time_ms = 1000;
-    c->principal_name = (char *)who;
-    c->principal_role = role;
+    ftu_cmd_init(c, who, role, 1000);
 }
 
 /* Apply c at the next index of f (the fsm's applied index + 1). Returns the
@@ -104,26 +95,7 @@ static void cmd_init(Warden__V1__Command *c, const char *who, unsigned role)
 static int run(struct wfsm *f, const Warden__V1__Command *c,
                struct wfsm_result *res)
 {
-    struct werr e = {0};
-    uint8_t *b;
-    size_t n;
-    struct wfsm_result local;
-    struct wfsm_result *r = res ? res : &local;
-    if (wfsm_cmd_encode(c, &b, &n, &e) != 0) {
-        fprintf(stderr, "encode: %s\n", e.msg);
-        return -1000;
-    }
-    int rc = wfsm_apply(f, wfsm_applied_index(f) + 1, b, n, r, &e);
-    free(b);
-    if (rc) {
-        fprintf(stderr, "apply: %s\n", e.msg);
-        return -1000;
-    }
-    int code = r->code;
-    if (res == NULL) {
-        wfsm_result_free(&local);
-    }
-    return code;
+    return ftu_run(f, c, res, NULL, 0);
 }
 
 static int enroll(struct wfsm *f, const char *id, const struct key *k,

@@ -16,6 +16,7 @@
 #include "domain/audit.h"
 #include "domain/inventory.h"
 #include "storage/store.h"
+#include "fsm_testutil.h"
 #include "unit.h"
 
 #define A_LABELS WARDEN__V1__AUDIT_ACTION__AUDIT_ACTION_LABELS
@@ -28,34 +29,12 @@ static uint8_t digest[32];
 static int run(struct wfsm *f, const Warden__V1__Command *c,
                struct wfsm_result *res)
 {
-    struct werr e = {0};
-    uint8_t *b;
-    size_t n;
-    struct wfsm_result local;
-    struct wfsm_result *r = res ? res : &local;
-    if (wfsm_cmd_encode(c, &b, &n, &e) != 0) {
-        fprintf(stderr, "encode: %s\n", e.msg);
-        return -1000;
-    }
-    int rc = wfsm_apply(f, wfsm_applied_index(f) + 1, b, n, r, &e);
-    free(b);
-    if (rc) {
-        fprintf(stderr, "apply: %s\n", e.msg);
-        return -1000;
-    }
-    int code = r->code;
-    if (res == NULL) {
-        wfsm_result_free(&local);
-    }
-    return code;
+    return ftu_run(f, c, res, NULL, 0);
 }
 
 static void cmd_init(Warden__V1__Command *c, const char *who, unsigned role)
 {
-    warden__v1__command__init(c);
-    c->cluster_time_ms = 1000;
-    c->principal_name = (char *)who;
-    c->principal_role = role;
+    ftu_cmd_init(c, who, role, 1000);
 }
 
 static int enroll(struct wfsm *f, const char *id)
@@ -197,18 +176,9 @@ TEST(labels_cas_through_the_fsm)
 
 int main(void)
 {
-    snprintf(tmp_root, sizeof tmp_root, "/tmp/warden-test-fsmlabels-XXXXXX");
-    if (mkdtemp(tmp_root) == NULL) {
-        perror("mkdtemp");
+    if (ftu_setup(tmp_root, sizeof tmp_root, "/tmp/warden-test-fsmlabels-XXXXXX", ed_pub) != 0) {
         return 1;
     }
-    EVP_PKEY *pk = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
-    size_t len = sizeof ed_pub;
-    if (pk == NULL || EVP_PKEY_get_raw_public_key(pk, ed_pub, &len) != 1) {
-        fprintf(stderr, "keygen failed\n");
-        return 1;
-    }
-    EVP_PKEY_free(pk);
     for (size_t i = 0; i < sizeof digest; i++) {
         digest[i] = (uint8_t)i;
     }

@@ -24,6 +24,7 @@
 #include "domain/inventory.h"
 #include "domain/rollout.h"
 #include "storage/store.h"
+#include "fsm_testutil.h"
 #include "unit.h"
 
 #define ST(x) WARDEN__V1__ROLLOUT_STATE__ROLLOUT_STATE_##x
@@ -67,51 +68,21 @@ static struct key relkey, relkey2, devkey_;
 
 static struct wfsm *fsm_new(void)
 {
-    char dir[300];
-    snprintf(dir, sizeof dir, "%s/f%u", tmp_root, dir_seq++);
-    struct werr e = {0};
-    struct wfsm *f = NULL;
-    if (wfsm_open(&f, dir, 0, &e) != 0) {
-        fprintf(stderr, "wfsm_open: %s\n", e.msg);
-    }
-    return f;
+    return ftu_fsm_new(tmp_root, &dir_seq);
 }
 
 static void cmd_init(Warden__V1__Command *c, const char *who, unsigned role)
 {
-    warden__v1__command__init(c);
-    c->cluster_time_ms = now_ms;
-    c->principal_name = (char *)who;
-    c->principal_role = role;
+    ftu_cmd_init(c, who, role, now_ms);
 }
 
 static char last_msg[WERR_MSG_MAX];
 
+/* The last command's result message, for the checks on why it failed. */
 static int run(struct wfsm *f, const Warden__V1__Command *c,
                struct wfsm_result *res)
 {
-    struct werr e = {0};
-    uint8_t *b;
-    size_t n;
-    struct wfsm_result local;
-    struct wfsm_result *r = res ? res : &local;
-    if (wfsm_cmd_encode(c, &b, &n, &e) != 0) {
-        fprintf(stderr, "encode: %s\n", e.msg);
-        return -1000;
-    }
-    int rc = wfsm_apply(f, wfsm_applied_index(f) + 1, b, n, r, &e);
-    free(b);
-    if (rc) {
-        fprintf(stderr, "apply: %s\n", e.msg);
-        return -1000;
-    }
-    int code = r->code;
-    if (snprintf(last_msg, sizeof last_msg, "%s", r->msg) < 0)
-        last_msg[0] = 0;
-    if (res == NULL) {
-        wfsm_result_free(&local);
-    }
-    return code;
+    return ftu_run(f, c, res, last_msg, sizeof last_msg);
 }
 
 static int tick(struct wfsm *f)

@@ -14,6 +14,7 @@
 #include <raft/uv.h>
 #include <uv.h>
 
+#include "consensus_testutil.h"
 #include "unit.h"
 
 /* Whole-test bound: election of a single voter plus one fsync'd append takes
@@ -161,49 +162,6 @@ static void poll_cb(uv_timer_t *t)
     }
 }
 
-/* raft_uv keeps a flat directory (metadata, segments, snapshots). */
-static void rm_dir(const char *dir)
-{
-    char path[512];
-    struct dirent *de;
-    DIR *d = opendir(dir);
-
-    if (d == NULL)
-        return;
-    while ((de = readdir(d)) != NULL) {
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-            continue;
-        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
-        unlink(path);
-    }
-    closedir(d);
-    rmdir(dir);
-}
-
-/* Bind :0 on loopback to learn a free port. Racy by nature, but only against
- * other processes on this host, and the test then fails loudly. */
-static int free_port(void)
-{
-    uv_loop_t loop;
-    uv_tcp_t tcp;
-    struct sockaddr_in a;
-    struct sockaddr_storage got;
-    int len = (int)sizeof got;
-    int port = -1;
-
-    if (uv_loop_init(&loop) != 0)
-        return -1;
-    uv_tcp_init(&loop, &tcp);
-    uv_ip4_addr("127.0.0.1", 0, &a);
-    if (uv_tcp_bind(&tcp, (const struct sockaddr *)&a, 0) == 0 &&
-        uv_tcp_getsockname(&tcp, (struct sockaddr *)&got, &len) == 0)
-        port = ntohs(((struct sockaddr_in *)&got)->sin_port);
-    uv_close((uv_handle_t *)&tcp, NULL);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    uv_loop_close(&loop);
-    return port;
-}
-
 TEST(single_node_apply)
 {
     static struct smoke s; /* large; keep it off the stack */
@@ -214,7 +172,7 @@ TEST(single_node_apply)
 
     memset(&s, 0, sizeof s);
     CHECK(mkdtemp(dir) != NULL);
-    port = free_port();
+    port = ctu_free_port();
     CHECK(port > 0);
     snprintf(address, sizeof address, "127.0.0.1:%d", port);
 
@@ -260,7 +218,7 @@ TEST(single_node_apply)
     CHECK_EQ_INT(s.handles_closed, 2);
     /* Every handle is closed: a leak makes uv_loop_close return UV_EBUSY. */
     CHECK_EQ_INT(uv_loop_close(&s.loop), 0);
-    rm_dir(dir);
+    ctu_rm_rf(dir);
 
     CHECK(!s.timed_out);
     CHECK(s.apply_cb_fired);

@@ -24,6 +24,7 @@
 #include <uv.h>
 
 #include "consensus/transport_tls.h"
+#include "consensus_testutil.h"
 #include "unit.h"
 
 #define N_NODES 3
@@ -101,107 +102,6 @@ struct world {
 };
 
 /* ---- certificates ----------------------------------------------------------- */
-
-static int add_ext(X509 *cert, X509 *issuer, int nid, const char *value)
-{
-    X509V3_CTX v;
-    X509_EXTENSION *ext;
-    X509V3_set_ctx_nodb(&v);
-    X509V3_set_ctx(&v, issuer, cert, NULL, NULL, 0);
-    ext = X509V3_EXT_conf_nid(NULL, &v, nid, value);
-    if (ext == NULL)
-        return -1;
-    X509_add_ext(cert, ext, -1);
-    X509_EXTENSION_free(ext);
-    return 0;
-}
-
-/* Self-signed CA when issuer is NULL; otherwise a leaf signed by issuer. */
-static X509 *make_cert(EVP_PKEY *key, const char *cn, const char *uri,
-                       X509 *issuer, EVP_PKEY *issuer_key, long serial)
-{
-    X509 *x = X509_new();
-    X509_NAME *name;
-    int ok = 1;
-
-    X509_set_version(x, 2);
-    ASN1_INTEGER_set(X509_get_serialNumber(x), serial);
-    X509_gmtime_adj(X509_getm_notBefore(x), -3600);
-    X509_gmtime_adj(X509_getm_notAfter(x), 86400);
-    X509_set_pubkey(x, key);
-    name = X509_get_subject_name(x);
-    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
-                               (const unsigned char *)cn, -1, -1, 0);
-    X509_set_issuer_name(x, issuer ? X509_get_subject_name(issuer) : name);
-    if (issuer == NULL) {
-        ok &= add_ext(x, x, NID_basic_constraints, "critical,CA:TRUE") == 0;
-        ok &= add_ext(x, x, NID_key_usage, "critical,keyCertSign,cRLSign") == 0;
-        ok &= add_ext(x, x, NID_subject_key_identifier, "hash") == 0;
-    } else {
-        ok &= add_ext(x, issuer, NID_basic_constraints, "critical,CA:FALSE") == 0;
-        ok &= add_ext(x, issuer, NID_key_usage, "critical,digitalSignature") == 0;
-        ok &= add_ext(x, issuer, NID_ext_key_usage, "serverAuth,clientAuth") == 0;
-        ok &= add_ext(x, issuer, NID_authority_key_identifier, "keyid") == 0;
-    }
-    if (uri != NULL) {
-        char san[128];
-        snprintf(san, sizeof san, "URI:%s", uri);
-        ok &= add_ext(x, issuer ? issuer : x, NID_subject_alt_name, san) == 0;
-    }
-    ok &= X509_sign(x, issuer_key ? issuer_key : key, EVP_sha256()) > 0;
-    if (!ok) {
-        X509_free(x);
-        return NULL;
-    }
-    return x;
-}
-
-static int write_pem(const char *dir, const char *base, X509 *cert, EVP_PKEY *key)
-{
-    char path[128];
-    FILE *f;
-    int ok = 1;
-
-    snprintf(path, sizeof path, "%s/%s.pem", dir, base);
-    if ((f = fopen(path, "w")) == NULL)
-        return -1;
-    ok &= PEM_write_X509(f, cert) == 1;
-    fclose(f);
-    if (key != NULL) {
-        snprintf(path, sizeof path, "%s/%s-key.pem", dir, base);
-        if ((f = fopen(path, "w")) == NULL)
-            return -1;
-        ok &= PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL) == 1;
-        fclose(f);
-    }
-    return ok ? 0 : -1;
-}
-
-/* A CA named ca_base, and leaves base=uri signed by it. */
-static int make_pki(const char *dir, const char *ca_base,
-                    const char *const *bases, const char *const *uris, int n)
-{
-    EVP_PKEY *ca_key = EVP_EC_gen("P-256");
-    X509 *ca = ca_key ? make_cert(ca_key, ca_base, NULL, NULL, NULL, 1) : NULL;
-    int rv = -1;
-
-    if (ca == NULL || write_pem(dir, ca_base, ca, NULL) != 0)
-        goto out;
-    for (int i = 0; i < n; i++) {
-        EVP_PKEY *k = EVP_EC_gen("P-256");
-        X509 *x = k ? make_cert(k, bases[i], uris[i], ca, ca_key, 100 + i) : NULL;
-        int bad = x == NULL || write_pem(dir, bases[i], x, k) != 0;
-        X509_free(x);
-        EVP_PKEY_free(k);
-        if (bad)
-            goto out;
-    }
-    rv = 0;
-out:
-    X509_free(ca);
-    EVP_PKEY_free(ca_key);
-    return rv;
-}
 
 static SSL_CTX *ctx_for(struct world *w, const char *ca, const char *base)
 {
@@ -621,46 +521,6 @@ static void deadline_cb(uv_timer_t *t)
 
 /* ---- setup and checks --------------------------------------------------------- */
 
-static int free_port(void)
-{
-    uv_loop_t loop;
-    uv_tcp_t tcp;
-    struct sockaddr_in a;
-    struct sockaddr_storage got;
-    int len = (int)sizeof got;
-    int port = -1;
-
-    if (uv_loop_init(&loop) != 0)
-        return -1;
-    uv_tcp_init(&loop, &tcp);
-    uv_ip4_addr("127.0.0.1", 0, &a);
-    if (uv_tcp_bind(&tcp, (const struct sockaddr *)&a, 0) == 0 &&
-        uv_tcp_getsockname(&tcp, (struct sockaddr *)&got, &len) == 0)
-        port = ntohs(((struct sockaddr_in *)&got)->sin_port);
-    uv_close((uv_handle_t *)&tcp, NULL);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    uv_loop_close(&loop);
-    return port;
-}
-
-static void rm_dir(const char *dir)
-{
-    char path[512];
-    struct dirent *de;
-    DIR *d = opendir(dir);
-
-    if (d == NULL)
-        return;
-    while ((de = readdir(d)) != NULL) {
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-            continue;
-        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
-        unlink(path);
-    }
-    closedir(d);
-    rmdir(dir);
-}
-
 static void dump(struct world *w)
 {
     for (int i = 0; i < N_NODES; i++) {
@@ -739,8 +599,8 @@ TEST(three_nodes_over_mutual_tls)
     memset(&w, 0, sizeof w);
     CHECK(mkdtemp(base) != NULL);
     snprintf(w.certdir, sizeof w.certdir, "%s", base);
-    CHECK_EQ_INT(make_pki(base, "ca", peers, peer_uris, 5), 0);
-    CHECK_EQ_INT(make_pki(base, "evil-ca", evil, evil_uris, 1), 0);
+    CHECK_EQ_INT(ctu_make_pki(base, "ca", peers, peer_uris, 5), 0);
+    CHECK_EQ_INT(ctu_make_pki(base, "evil-ca", evil, evil_uris, 1), 0);
 
     CHECK_EQ_INT(uv_loop_init(&w.loop), 0);
     w.loop.data = &w;
@@ -750,7 +610,7 @@ TEST(three_nodes_over_mutual_tls)
     raft_configuration_init(&conf);
     for (int i = 0; i < N_NODES; i++) {
         struct node *n = &w.nodes[i];
-        int port = free_port();
+        int port = ctu_free_port();
         n->w = &w;
         n->id = (raft_id)(i + 1);
         snprintf(n->address, sizeof n->address, "127.0.0.1:%d", port);
@@ -778,8 +638,8 @@ TEST(three_nodes_over_mutual_tls)
     CHECK_EQ_INT(w.phase, PH_DONE);
     CHECK_EQ_INT(uv_loop_close(&w.loop), 0); /* no leaked handles */
     for (int i = 0; i < N_NODES; i++)
-        rm_dir(w.nodes[i].dir);
-    rm_dir(base);
+        ctu_rm_rf(w.nodes[i].dir);
+    ctu_rm_rf(base);
 
     CHECK(!w.timed_out);
     /* Every rogue was cut off: the node closed the connection on it (EOF) or
@@ -904,7 +764,7 @@ TEST(outbound_source_is_listen_ip)
     memset(&w, 0, sizeof w);
     CHECK(mkdtemp(base) != NULL);
     snprintf(w.certdir, sizeof w.certdir, "%s", base);
-    CHECK_EQ_INT(make_pki(base, "ca", peers, peer_uris, 1), 0);
+    CHECK_EQ_INT(ctu_make_pki(base, "ca", peers, peer_uris, 1), 0);
     CHECK_EQ_INT(uv_loop_init(&s.loop), 0);
 
     uv_tcp_init(&s.loop, &s.server);
@@ -934,7 +794,7 @@ TEST(outbound_source_is_listen_ip)
     uv_timer_start(&s.deadline, src_deadline_cb, 10000, 0);
     uv_run(&s.loop, UV_RUN_DEFAULT);
     CHECK_EQ_INT(uv_loop_close(&s.loop), 0); /* no leaked handles */
-    rm_dir(base);
+    ctu_rm_rf(base);
 
     CHECK(!s.timed_out);
     CHECK(s.connect_fired);
