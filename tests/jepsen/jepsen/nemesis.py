@@ -20,6 +20,7 @@ from .db import DbError, faketime_lib
 from .wire import cluster_pb2
 
 ALL = ("partition", "kill", "pause", "clock", "membership")
+KILL_MODES = ("one", "minority", "leader", "all")
 # Random gap before a fault and how long it is held (seconds).
 GAP_S = (3.0, 8.0)
 HOLD_S = (4.0, 12.0)
@@ -36,7 +37,9 @@ MEMBERSHIP_TIMEOUT_S = 30.0
 class Nemesis:
     def __init__(self, db, net, rec, rng, kinds, log):
         self.db, self.net, self.rec, self.rng = db, net, rec, rng
-        self.kinds = list(kinds)
+        # "kind" or "kind:mode" (kill:all, kill:leader, ...: that mode only)
+        self.modes = {k.split(":", 1)[0]: k.split(":", 1)[1] for k in kinds if ":" in k}
+        self.kinds = sorted({k.split(":", 1)[0] for k in kinds})
         self.log = log
         self.active = None           # (kind, state) while a fault is held
         self.windows = []            # [(kind, start ns, stop ns, desc)]
@@ -155,7 +158,7 @@ class Nemesis:
 
     # kill
     def _start_kill(self):
-        mode = self.rng.choice(["one", "minority", "leader", "all"])
+        mode = self.modes.get("kill") or self.rng.choice(KILL_MODES)
         ids = self._pick(mode)
         for i in ids:
             self.db.nodes[i].kill9()

@@ -145,7 +145,7 @@ class NegativeControl(unittest.TestCase):
 
     def test_server_ack_before_commit(self):
         d = self.server_build("ack-before-commit")
-        self.expect_caught("lost", "--workload", "ledger", "--nemesis", "kill",
+        self.expect_caught("lost", "--workload", "ledger", "--nemesis", "kill:leader",
                            "--fault", "ack-before-commit", "--seed", "103", build=d)
 
     def test_server_ack_before_commit_register(self):
@@ -153,12 +153,12 @@ class NegativeControl(unittest.TestCase):
         # sees an older value (WGL: not linearizable).
         d = self.server_build("ack-before-commit")
         self.expect_caught("nonlinearizable-key", "--workload", "register", "--nemesis",
-                           "kill", "--fault", "ack-before-commit", "--seed", "105", build=d)
+                           "kill:leader", "--fault", "ack-before-commit", "--seed", "105", build=d)
 
     def test_server_fresh_window_volatile(self):
         d = self.server_build("fresh-window-volatile")
         self.expect_caught("accepted-twice", "--workload", "counter-freshness",
-                           "--nemesis", "kill", "--fault", "fresh-window-volatile",
+                           "--nemesis", "kill:all", "--fault", "fresh-window-volatile",
                            "--seed", "104", build=d)
 
 if __name__ == "__main__":
