@@ -159,6 +159,78 @@ int cli__call(const struct cli_args *a, struct cli_client *c,
     return call_ex(a, c, cls, path, req, desc, resp, ss, err);
 }
 
+/* A message's repeated field `name`: its count and its array. */
+static void **repeated_of(const ProtobufCMessage *m, const char *name,
+                          size_t *n)
+{
+    const ProtobufCFieldDescriptor *fd =
+        protobuf_c_message_descriptor_get_field_by_name(m->descriptor, name);
+    const char *base = (const char *)m;
+    *n = *(const size_t *)(const void *)(base + fd->quantifier_offset);
+    return *(void **const *)(const void *)(base + fd->offset);
+}
+
+int cli__list_pages(const struct cli_args *a, struct cli_client *c,
+                    const char *path, const ProtobufCMessage *req,
+                    char **req_token, const ProtobufCMessageDescriptor *desc,
+                    const char *items_field, struct cli__pages *p, FILE *err)
+{
+    memset(p, 0, sizeof *p);
+    const ProtobufCFieldDescriptor *tok_fd =
+        protobuf_c_message_descriptor_get_field_by_name(desc, "next_page_token");
+    const char *token = a->page_token ? a->page_token : "";
+    size_t total = 0;
+    int rc = 0;
+    for (;;) {
+        *req_token = (char *)token;
+        ProtobufCMessage *m = NULL;
+        rc = call_ex(a, c, CLI_RETRY_READ, path, req, desc, &m, NULL, err);
+        if (rc != 0) {
+            break;
+        }
+        p->page[p->n_pages++] = m;
+        size_t n;
+        (void)repeated_of(m, items_field, &n);
+        total += n;
+        token = *(char *const *)(const void *)((const char *)m +
+                                               tok_fd->offset);
+        if (!a->all || token[0] == '\0') {
+            break;
+        }
+        if (p->n_pages == CLI_LIST_MAX_PAGES) {
+            rc = GRPC_STATUS_RESOURCE_EXHAUSTED;
+            p->limited = 1;
+            break;
+        }
+    }
+    p->next_token = token;
+    if (p->n_pages == 0 || (rc != 0 && !p->limited)) {
+        return rc;
+    }
+    p->items = malloc((total ? total : 1) * sizeof *p->items);
+    if (p->items == NULL) {
+        return report(err, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+    }
+    for (size_t i = 0; i < p->n_pages; i++) {
+        size_t n;
+        void **v = repeated_of(p->page[i], items_field, &n);
+        for (size_t k = 0; k < n; k++) {
+            p->items[p->n_items++] = v[k];
+        }
+    }
+    return rc;
+}
+
+void cli__pages_free(struct cli__pages *p)
+{
+    free(p->items);
+    p->items = NULL;
+    for (size_t i = 0; i < p->n_pages; i++) {
+        protobuf_c_message_free_unpacked(p->page[i], NULL);
+    }
+    p->n_pages = 0;
+}
+
 static int call(const struct cli_args *a, struct cli_client *c,
                 enum cli_retry_class cls, const char *path,
                 const ProtobufCMessage *req,
@@ -166,6 +238,19 @@ static int call(const struct cli_args *a, struct cli_client *c,
                 FILE *err)
 {
     return call_ex(a, c, cls, path, req, desc, resp, NULL, err);
+}
+
+/* Print the device a call answered with; frees m. */
+static int print_device_resp(ProtobufCMessage *m, Warden__V1__Device *d,
+                             const struct cli_args *a, FILE *out, FILE *err)
+{
+    if (d == NULL) {
+        protobuf_c_message_free_unpacked(m, NULL);
+        return report(err, GRPC_STATUS_INTERNAL, "response without a device");
+    }
+    cli_fmt_device(out, d, a->json);
+    protobuf_c_message_free_unpacked(m, NULL);
+    return 0;
 }
 
 static int cmd_health(const struct cli_args *a, struct cli_client *c, FILE *out,
@@ -239,14 +324,8 @@ static int cmd_enroll(const struct cli_args *a, struct cli_client *c, FILE *out,
     if (rc != 0) {
         return rc;
     }
-    Warden__V1__EnrollDeviceResponse *resp = (void *)m;
-    if (resp->device == NULL) {
-        protobuf_c_message_free_unpacked(m, NULL);
-        return report(err, GRPC_STATUS_INTERNAL, "response without a device");
-    }
-    cli_fmt_device(out, resp->device, a->json);
-    protobuf_c_message_free_unpacked(m, NULL);
-    return 0;
+    return print_device_resp(
+        m, ((Warden__V1__EnrollDeviceResponse *)(void *)m)->device, a, out, err);
 }
 
 static int cmd_get(const struct cli_args *a, struct cli_client *c, FILE *out,
@@ -263,14 +342,8 @@ static int cmd_get(const struct cli_args *a, struct cli_client *c, FILE *out,
     if (rc != 0) {
         return rc;
     }
-    Warden__V1__GetDeviceResponse *resp = (void *)m;
-    if (resp->device == NULL) {
-        protobuf_c_message_free_unpacked(m, NULL);
-        return report(err, GRPC_STATUS_INTERNAL, "response without a device");
-    }
-    cli_fmt_device(out, resp->device, a->json);
-    protobuf_c_message_free_unpacked(m, NULL);
-    return 0;
+    return print_device_resp(
+        m, ((Warden__V1__GetDeviceResponse *)(void *)m)->device, a, out, err);
 }
 
 static int cmd_list(const struct cli_args *a, struct cli_client *c, FILE *out,
@@ -291,58 +364,23 @@ static int cmd_list(const struct cli_args *a, struct cli_client *c, FILE *out,
                           ? WARDEN__V1__READ_CONSISTENCY__READ_CONSISTENCY_SERIALIZABLE
                           : WARDEN__V1__READ_CONSISTENCY__READ_CONSISTENCY_LINEARIZABLE;
 
-    /* Pages stay alive until printed: the table aligns across all of them.
-     * Bounded by CLI_LIST_MAX_PAGES times the response size limit. */
-    Warden__V1__ListDevicesResponse *pages[CLI_LIST_MAX_PAGES];
-    size_t npages = 0, ndev = 0;
-    const char *token = a->page_token ? a->page_token : "";
-    int rc = 0, limited = 0;
-    for (;;) {
-        req.page_token = (char *)token;
-        ProtobufCMessage *m = NULL;
-        rc = call(a, c, CLI_RETRY_READ, "/warden.v1.Inventory/ListDevices",
-                  &req.base,
-                  &warden__v1__list_devices_response__descriptor, &m, err);
-        if (rc != 0) {
-            break;
-        }
-        pages[npages++] = (void *)m;
-        ndev += pages[npages - 1]->n_devices;
-        token = pages[npages - 1]->next_page_token;
-        if (!a->all || token[0] == '\0') {
-            break;
-        }
-        if (npages == CLI_LIST_MAX_PAGES) {
-            rc = GRPC_STATUS_RESOURCE_EXHAUSTED;
-            limited = 1;
-            break;
-        }
+    struct cli__pages pg;
+    int rc = cli__list_pages(a, c, "/warden.v1.Inventory/ListDevices", &req.base,
+                             &req.page_token,
+                             &warden__v1__list_devices_response__descriptor,
+                             "devices", &pg, err);
+    if (pg.items != NULL) {
+        cli_fmt_devices(out, (Warden__V1__Device **)pg.items, pg.n_items,
+                        pg.next_token, a->json);
     }
-    if (npages > 0 && (rc == 0 || limited)) {
-        Warden__V1__Device **devs = malloc((ndev ? ndev : 1) * sizeof *devs);
-        if (devs == NULL) {
-            rc = report(err, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
-        } else {
-            size_t k = 0;
-            for (size_t p = 0; p < npages; p++) {
-                for (size_t i = 0; i < pages[p]->n_devices; i++) {
-                    devs[k++] = pages[p]->devices[i];
-                }
-            }
-            cli_fmt_devices(out, devs, k, token, a->json);
-            free(devs);
-        }
-        if (limited) {
-            char msg[160];
-            snprintf(msg, sizeof msg,
-                     "--all stopped after %u pages; continue with --page-token",
-                     CLI_LIST_MAX_PAGES);
-            report(err, rc, msg);
-        }
+    if (pg.limited) {
+        char msg[160];
+        snprintf(msg, sizeof msg,
+                 "--all stopped after %u pages; continue with --page-token",
+                 CLI_LIST_MAX_PAGES);
+        report(err, rc, msg);
     }
-    for (size_t p = 0; p < npages; p++) {
-        protobuf_c_message_free_unpacked(&pages[p]->base, NULL);
-    }
+    cli__pages_free(&pg);
     return rc;
 }
 
@@ -446,19 +484,6 @@ enum cli_retry_class cli__mut_class(const struct cli_args *a)
 char *cli__idem(const struct cli_args *a)
 {
     return idem(a);
-}
-
-/* Print the device a lifecycle call answered with. */
-static int print_device_resp(ProtobufCMessage *m, Warden__V1__Device *d,
-                             const struct cli_args *a, FILE *out, FILE *err)
-{
-    if (d == NULL) {
-        protobuf_c_message_free_unpacked(m, NULL);
-        return report(err, GRPC_STATUS_INTERNAL, "response without a device");
-    }
-    cli_fmt_device(out, d, a->json);
-    protobuf_c_message_free_unpacked(m, NULL);
-    return 0;
 }
 
 /* --public-key-hex / --public-key-file into key (CLI_PUBKEY_MAX). */

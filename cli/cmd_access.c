@@ -256,52 +256,19 @@ static int cmd_grants(const struct cli_args *a, struct cli_client *c, FILE *out,
     req.state = (Warden__V1__AccessGrantState)a->grant_state;
     req.page_size = a->page_size;
     req.consistency = consistency(a);
-    Warden__V1__ListGrantsResponse *pages[CLI_LIST_MAX_PAGES];
-    size_t npages = 0, n = 0;
-    const char *token = a->page_token ? a->page_token : "";
-    int rc = 0, limited = 0;
-    for (;;) {
-        req.page_token = (char *)token;
-        ProtobufCMessage *m = NULL;
-        rc = cli__call(a, c, CLI_RETRY_READ, SVC "ListGrants", &req.base,
-                       &warden__v1__list_grants_response__descriptor, &m, NULL, err);
-        if (rc != 0) {
-            break;
-        }
-        pages[npages++] = (void *)m;
-        n += pages[npages - 1]->n_grants;
-        token = pages[npages - 1]->next_page_token;
-        if (!a->all || token[0] == '\0') {
-            break;
-        }
-        if (npages == CLI_LIST_MAX_PAGES) {
-            rc = GRPC_STATUS_RESOURCE_EXHAUSTED;
-            limited = 1;
-            break;
-        }
+    struct cli__pages pg;
+    int rc = cli__list_pages(a, c, SVC "ListGrants", &req.base, &req.page_token,
+                             &warden__v1__list_grants_response__descriptor,
+                             "grants", &pg, err);
+    if (pg.items != NULL) {
+        cli_fmt_access_grants(out, (Warden__V1__AccessGrant **)pg.items,
+                              pg.n_items, pg.next_token, a->json);
     }
-    if (npages > 0 && (rc == 0 || limited)) {
-        Warden__V1__AccessGrant **all = malloc((n ? n : 1) * sizeof *all);
-        if (all == NULL) {
-            rc = cli__report(err, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
-        } else {
-            size_t k = 0;
-            for (size_t p = 0; p < npages; p++) {
-                for (size_t i = 0; i < pages[p]->n_grants; i++) {
-                    all[k++] = pages[p]->grants[i];
-                }
-            }
-            cli_fmt_access_grants(out, all, k, token, a->json);
-            free(all);
-        }
-        if (limited) {
-            cli__report(err, rc,
-                        "--all stopped at the page limit; continue with --page-token");
-        }
+    if (pg.limited) {
+        cli__report(err, rc,
+                    "--all stopped at the page limit; continue with --page-token");
     }
-    for (size_t p = 0; p < npages; p++) {
-        protobuf_c_message_free_unpacked(&pages[p]->base, NULL);
-    }
+    cli__pages_free(&pg);
     return rc;
 }
 

@@ -7,6 +7,7 @@
 #include <stdio.h>
 
 #include "args.h"
+#include "cmd.h"
 #include "client.h"
 #include "follow.h"
 
@@ -32,6 +33,33 @@ int cli__call(const struct cli_args *a, struct cli_client *c,
               const ProtobufCMessage *req, const ProtobufCMessageDescriptor *desc,
               ProtobufCMessage **resp, const struct cli__stream_spec *ss,
               FILE *err);
+
+/* The pages of a List call, kept alive until printed (a table aligns
+ * across all of them). Bounded by CLI_LIST_MAX_PAGES times the response
+ * size limit. */
+struct cli__pages {
+    ProtobufCMessage *page[CLI_LIST_MAX_PAGES];
+    size_t n_pages;
+    void **items;           /* NULL: nothing to print; else every page's
+                             * repeated items, borrowed from the pages */
+    size_t n_items;
+    const char *next_token; /* the last page's next_page_token */
+    int limited;            /* --all stopped at CLI_LIST_MAX_PAGES */
+};
+
+/* Fetch one page of a List call, or with --all (a->all) follow
+ * next_page_token until the last page or CLI_LIST_MAX_PAGES. req's page
+ * token field is *req_token (set here; starts at --page-token); desc is the
+ * response type and items_field the name of its repeated field. Returns 0,
+ * a failed call's gRPC status (printed), or RESOURCE_EXHAUSTED (not yet
+ * printed) with p->limited set: print p->items first, then report. p->items
+ * is set when there is something to print (rc 0, or limited). Free p with
+ * cli__pages_free() whatever this returns. */
+int cli__list_pages(const struct cli_args *a, struct cli_client *c,
+                    const char *path, const ProtobufCMessage *req,
+                    char **req_token, const ProtobufCMessageDescriptor *desc,
+                    const char *items_field, struct cli__pages *p, FILE *err);
+void cli__pages_free(struct cli__pages *p);
 
 /* Retry class of a mutation: keyed (retryable after an ambiguous failure)
  * when --idempotency-key is given, else unkeyed. */
