@@ -5,8 +5,10 @@
 #
 #   WARDEN_BUILD=build tests/jepsen/run-ci.sh        (root: iptables)
 #
-# Bounded: each run has its own `timeout`; the whole suite stays under
-# 6 minutes on a dev box. Exit 0 only if every run is valid, every negative
+# Bounded: each run has its own `timeout`.  On the 2-core dev box: each
+# workload ~85 s (60 s load + setup, heal, quiet period, checks), each
+# negative control ~45 s (3 harness + 3 server), so ~7.5 minutes with a
+# faults build already present (a cold one adds a few minutes). Exit 0 only if every run is valid, every negative
 # control fails as expected, and nothing is left behind.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
@@ -34,7 +36,7 @@ cleanup() { "$J" --cleanup --store "$store_root" >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 
 # grants, rollout and register (about 90 s each with setup and checks) are
-# in the long suite: with them the short suite would exceed ~7 minutes.
+# in the long suite: with them the short suite would take ~12 minutes.
 # JEPSEN_CI_WORKLOADS="ledger counter-freshness grants rollout register"
 # runs them all.
 WORKLOADS=${JEPSEN_CI_WORKLOADS:-ledger counter-freshness}
