@@ -468,7 +468,8 @@ def check_grants(ops, final=None, final_error=None):
         if meta is None:
             continue
         g = v["grant"]
-        done = sum(1 for a in allows.get(g, {}).values() if a["inv"] < c["cmp"])
+        done = sum(1 for k, a in allows.get(g, {}).items()
+                   if first_inv.get(k, a["inv"]) < c["cmp"])
         maybe = sum(1 for i in infos if i["inv"] < c["cmp"] and
                     i["v"]["principal"] == meta["principal"] and
                     i["v"]["device"] in meta["devices"] and i["v"]["key"] not in by_key)

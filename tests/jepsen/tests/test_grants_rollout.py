@@ -139,6 +139,11 @@ class GrantsChecker(unittest.TestCase):
         self.assertEqual(self.kinds(grant(0), revoke(0), check(1, "a", typ="info"),
                                     check(2, "a", rem=1)), {"allow-after-revoke"})
 
+    def test_exhausted_counts_a_retried_allow_from_its_first_attempt(self):
+        ex = dict(decision="deny", reason="uses-exhausted", rem=0)
+        self.assertEqual(self.kinds(grant(0, mx=1), check(1, "a", typ="info"),
+                                    check(2, "b", **ex), check(1, "a", rem=0)), set())
+
     def test_wrong_grant(self):
         self.assertEqual(self.kinds(grant(0), check(1, "a", principal="jr-2")),
                          {"allow-wrong-grant"})
