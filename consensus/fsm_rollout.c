@@ -106,6 +106,23 @@ int wfsm__rollout_note(const Warden__V1__Command *cmd, uint32_t *action,
     return wfsm__msg_digest(m, digest, e);
 }
 
+/* The tail of an op whose domain call filled `owned`, a message of its own
+ * inside the response `resp`: the call's status, then resp packed and
+ * owned freed. */
+static int reply(int rc, const struct werr *oe, const ProtobufCMessage *resp,
+                 ProtobufCMessage *owned, struct wfsm_result *res,
+                 struct werr *e)
+{
+    if ((rc = wfsm__op_status(rc, oe, res, e)) != 0) {
+        return rc;
+    }
+    rc = wfsm__pack_resp(res, resp, e);
+    if (owned != NULL) {
+        protobuf_c_message_free_unpacked(owned, NULL);
+    }
+    return rc;
+}
+
 static int run_transition(struct wfsm *f, struct store_txn *t,
                           const struct dom_ctx *ctx,
                           const struct ro_transition_req *tr,
@@ -122,15 +139,13 @@ static int run_transition(struct wfsm *f, struct store_txn *t,
         rn->rollout_id = tr->rollout_id;
     }
     if ((rc = wfsm__op_status(rc, &oe, res, e)) != 0) {
-        return rc;
+        return rc; /* out is not filled */
     }
     Warden__V1__RolloutResponse r = WARDEN__V1__ROLLOUT_RESPONSE__INIT;
     r.rollout = out.rollout;
     r.rollback_release_id = out.rollback_release_id;
     r.rollback_rollout_id = out.rollback_rollout_id;
-    rc = wfsm__pack_resp(res, &r.base, e);
-    warden__v1__rollout__free_unpacked(out.rollout, NULL);
-    return rc;
+    return reply(0, &oe, &r.base, (ProtobufCMessage *)out.rollout, res, e);
 }
 
 static int run_desired(struct wfsm *f, struct store_txn *t,
@@ -140,7 +155,8 @@ static int run_desired(struct wfsm *f, struct store_txn *t,
 {
     struct werr oe = {0};
     struct ro_desired d;
-    int rc = wfsm__op_status(ro_desired_state(f->ro, t, ctx, req, &d, &oe), &oe, res, e);
+    int rc = wfsm__op_status(ro_desired_state(f->ro, t, ctx, req, &d, &oe), &oe,
+                             res, e);
     if (rc) {
         return rc;
     }
@@ -177,49 +193,28 @@ int wfsm__rollout_run(struct wfsm *f, struct store_txn *t,
     case OP_(REGISTER_RELEASE_KEY): {
         Warden__V1__RegisterReleaseKeyResponse r =
             WARDEN__V1__REGISTER_RELEASE_KEY_RESPONSE__INIT;
-        rc = wfsm__op_status(ro_key_register(f->ro, t, ctx, cmd->register_release_key,
-                                    &r.key, &oe),
-                    &oe, res, e);
-        if (rc == 0) {
-            rc = wfsm__pack_resp(res, &r.base, e);
-            warden__v1__release_key__free_unpacked(r.key, NULL);
-        }
-        return rc;
+        rc = ro_key_register(f->ro, t, ctx, cmd->register_release_key, &r.key,
+                             &oe);
+        return reply(rc, &oe, &r.base, (ProtobufCMessage *)r.key, res, e);
     }
     case OP_(REVOKE_RELEASE_KEY): {
         Warden__V1__RevokeReleaseKeyResponse r =
             WARDEN__V1__REVOKE_RELEASE_KEY_RESPONSE__INIT;
-        rc = wfsm__op_status(ro_key_revoke(f->ro, t, ctx, cmd->revoke_release_key, &r.key,
-                                  &oe),
-                    &oe, res, e);
-        if (rc == 0) {
-            rc = wfsm__pack_resp(res, &r.base, e);
-            warden__v1__release_key__free_unpacked(r.key, NULL);
-        }
-        return rc;
+        rc = ro_key_revoke(f->ro, t, ctx, cmd->revoke_release_key, &r.key, &oe);
+        return reply(rc, &oe, &r.base, (ProtobufCMessage *)r.key, res, e);
     }
     case OP_(CREATE_RELEASE): {
         Warden__V1__CreateReleaseResponse r =
             WARDEN__V1__CREATE_RELEASE_RESPONSE__INIT;
-        rc = wfsm__op_status(ro_release_create(f->ro, t, ctx, cmd->create_release,
-                                      &r.release, &oe),
-                    &oe, res, e);
-        if (rc == 0) {
-            rc = wfsm__pack_resp(res, &r.base, e);
-            warden__v1__release__free_unpacked(r.release, NULL);
-        }
-        return rc;
+        rc = ro_release_create(f->ro, t, ctx, cmd->create_release, &r.release,
+                               &oe);
+        return reply(rc, &oe, &r.base, (ProtobufCMessage *)r.release, res, e);
     }
     case OP_(CREATE_ROLLOUT): {
         Warden__V1__RolloutResponse r = WARDEN__V1__ROLLOUT_RESPONSE__INIT;
-        rc = wfsm__op_status(ro_rollout_create(f->ro, t, ctx, cmd->create_rollout,
-                                      &r.rollout, &oe),
-                    &oe, res, e);
-        if (rc == 0) {
-            rc = wfsm__pack_resp(res, &r.base, e);
-            warden__v1__rollout__free_unpacked(r.rollout, NULL);
-        }
-        return rc;
+        rc = ro_rollout_create(f->ro, t, ctx, cmd->create_rollout, &r.rollout,
+                               &oe);
+        return reply(rc, &oe, &r.base, (ProtobufCMessage *)r.rollout, res, e);
     }
     case OP_(START_ROLLOUT):
         tr.rollout_id = cmd->start_rollout->rollout_id;
@@ -252,8 +247,9 @@ int wfsm__rollout_run(struct wfsm *f, struct store_txn *t,
         return run_desired(f, t, ctx, cmd->get_desired_state, res, e);
     case OP_(REPORT_UPDATE_STATUS): {
         Warden__V1__ReportUpdateStatusResponse r;
-        rc = wfsm__op_status(ro_report(f->ro, t, ctx, cmd->report_update_status, &r, &oe),
-                    &oe, res, e);
+        rc = wfsm__op_status(
+            ro_report(f->ro, t, ctx, cmd->report_update_status, &r, &oe), &oe,
+            res, e);
         return rc ? rc : wfsm__pack_resp(res, &r.base, e);
     }
     default:
