@@ -14,6 +14,8 @@
 
 #include "common/err.h"
 #include "consensus/fsm.h"
+#include "domain/audit.h"
+#include "storage/store.h"
 
 /* What ftu_run() returns when the node, not the command, failed (encode or
  * wfsm_apply returned an error): no WERR_* code has this value. */
@@ -95,6 +97,25 @@ static inline int ftu_run(struct wfsm *f, const Warden__V1__Command *c,
         wfsm_result_free(&local);
     }
     return code;
+}
+
+/* The ledger's newest entry, read in its own read txn. 0, -1 when no txn
+ * could begin, or audit_head/audit_get's error. */
+static inline int ftu_last_audit(struct wfsm *f, struct audit_rec *r)
+{
+    struct werr e = {0};
+    struct store_txn *t;
+    if (store_txn_begin(wfsm_store(f), 0, &t, &e) != 0) {
+        return -1;
+    }
+    uint64_t seq;
+    uint8_t h[AUDIT_HASH_LEN];
+    int rc = audit_head(wfsm_audit(f), t, &seq, h, &e);
+    if (rc == 0) {
+        rc = audit_get(wfsm_audit(f), t, seq, r, &e);
+    }
+    store_txn_abort(t);
+    return rc;
 }
 
 #endif

@@ -326,23 +326,6 @@ static int request_state(struct wfsm *f, const char *rid, size_t *votes)
     return st;
 }
 
-static int last_audit(struct wfsm *f, struct audit_rec *r)
-{
-    struct werr e = {0};
-    struct store_txn *t;
-    if (store_txn_begin(wfsm_store(f), 0, &t, &e) != 0) {
-        return -1;
-    }
-    uint64_t seq;
-    uint8_t h[AUDIT_HASH_LEN];
-    int rc = audit_head(wfsm_audit(f), t, &seq, h, &e);
-    if (rc == 0) {
-        rc = audit_get(wfsm_audit(f), t, seq, r, &e);
-    }
-    store_txn_abort(t);
-    return rc;
-}
-
 /* Read the revocation log after `after` for gw. Returns the code. */
 static int revlog(struct wfsm *f, const char *gw, uint64_t after, size_t max,
                   struct acc_rev_page *p)
@@ -457,7 +440,7 @@ TEST(m_of_n_self_approval_double_vote_deny)
     /* No self-approval: refused and audited DENIED. */
     CHECK_EQ_INT(review(f, "alice", WROLE_OPERATOR, rid, 1, gid, NULL), WERR_PERM);
     struct audit_rec ar;
-    CHECK_EQ_INT(last_audit(f, &ar), 0);
+    CHECK_EQ_INT(ftu_last_audit(f, &ar), 0);
     CHECK_EQ_INT(ar.action, WARDEN__V1__AUDIT_ACTION__AUDIT_ACTION_ACCESS_REVIEW);
     CHECK_EQ_INT(ar.outcome, WARDEN__V1__AUDIT_OUTCOME__AUDIT_OUTCOME_DENIED);
     /* A gateway or auditor is not a reviewer of maintenance. */
@@ -568,7 +551,7 @@ TEST(uses_exactly_once_and_expiry)
     CHECK_EQ_INT(d.decision, DENY);
     CHECK_EQ_INT(d.reason, R_(USES_EXHAUSTED));
     struct audit_rec ar;
-    CHECK_EQ_INT(last_audit(f, &ar), 0);
+    CHECK_EQ_INT(ftu_last_audit(f, &ar), 0);
     CHECK_EQ_INT(ar.action, WARDEN__V1__AUDIT_ACTION__AUDIT_ACTION_ACCESS_CHECK);
     CHECK_EQ_INT(ar.outcome, WARDEN__V1__AUDIT_OUTCOME__AUDIT_OUTCOME_DENIED);
     CHECK(strstr(ar.detail, "USES_EXHAUSTED") != NULL);
@@ -605,7 +588,7 @@ TEST(blast_radius_gateway_not_bound)
     struct chk k = check(f, "gw2", "alice", "dev1");
     CHECK_EQ_INT(k.code, WERR_PERM);
     struct audit_rec ar;
-    CHECK_EQ_INT(last_audit(f, &ar), 0);
+    CHECK_EQ_INT(ftu_last_audit(f, &ar), 0);
     CHECK_EQ_INT(ar.action, WARDEN__V1__AUDIT_ACTION__AUDIT_ACTION_ACCESS_CHECK);
     CHECK_EQ_INT(ar.outcome, WARDEN__V1__AUDIT_OUTCOME__AUDIT_OUTCOME_DENIED);
     CHECK_EQ_STR(ar.principal, "gw2");
@@ -840,14 +823,14 @@ TEST(policy_admin_only_and_audited)
     CHECK_EQ_INT(device(f, "dev1", "gw1"), 0);
     CHECK_EQ_INT(set_policy(f, WROLE_OPERATOR, 1, 0, 0), WERR_PERM);
     struct audit_rec ar;
-    CHECK_EQ_INT(last_audit(f, &ar), 0);
+    CHECK_EQ_INT(ftu_last_audit(f, &ar), 0);
     CHECK_EQ_INT(ar.action, WARDEN__V1__AUDIT_ACTION__AUDIT_ACTION_ACCESS_POLICY);
     CHECK_EQ_INT(ar.outcome, WARDEN__V1__AUDIT_OUTCOME__AUDIT_OUTCOME_DENIED);
     CHECK_EQ_INT(set_policy(f, WROLE_ADMIN, 0, 0, 0), WERR_INVALID);
     CHECK_EQ_INT(set_policy(f, WROLE_ADMIN, 99, 0, 0), WERR_INVALID);
     /* Maintenance: 3 approvals by admins only. */
     CHECK_EQ_INT(set_policy(f, WROLE_ADMIN, 3, 0, 0), 0);
-    CHECK_EQ_INT(last_audit(f, &ar), 0);
+    CHECK_EQ_INT(ftu_last_audit(f, &ar), 0);
     CHECK_EQ_INT(ar.action, WARDEN__V1__AUDIT_ACTION__AUDIT_ACTION_ACCESS_POLICY);
     CHECK_EQ_INT(ar.outcome, WARDEN__V1__AUDIT_OUTCOME__AUDIT_OUTCOME_OK);
     CHECK(strstr(ar.detail, "maintenance 3-of") != NULL);

@@ -167,23 +167,6 @@ static uint64_t head(struct wfsm *f, uint8_t hash[AUDIT_HASH_LEN])
     return seq;
 }
 
-static int last_entry(struct wfsm *f, struct audit_rec *r)
-{
-    struct werr e = {0};
-    struct store_txn *t;
-    if (store_txn_begin(wfsm_store(f), 0, &t, &e) != 0) {
-        return -1;
-    }
-    uint64_t seq;
-    uint8_t h[AUDIT_HASH_LEN];
-    int rc = audit_head(wfsm_audit(f), t, &seq, h, &e);
-    if (rc == 0) {
-        rc = audit_get(wfsm_audit(f), t, seq, r, &e);
-    }
-    store_txn_abort(t);
-    return rc;
-}
-
 static uint64_t reject_count(struct wfsm *f, int from, int to)
 {
     struct werr e = {0};
@@ -281,7 +264,7 @@ TEST(every_transition)
             CHECK_EQ_INT(lc_transition_allowed(from, to), allowed[from][to]);
             struct audit_rec r;
             CHECK_EQ_INT(head(f, NULL), before + 1); /* exactly one entry */
-            CHECK_EQ_INT(last_entry(f, &r), 0);
+            CHECK_EQ_INT(ftu_last_audit(f, &r), 0);
             CHECK_EQ_INT(r.action, WARDEN__V1__AUDIT_ACTION__AUDIT_ACTION_STATE_CHANGE);
             CHECK_EQ_STR(r.target, id);
             CHECK_EQ_STR(r.principal, "olga");
@@ -313,7 +296,7 @@ TEST(every_transition)
     CHECK_EQ_INT(set_state(f, "lc-role", S_ACTIVE, WROLE_AUDITOR), WERR_PERM);
     CHECK_EQ_INT(head(f, NULL), before + 2);
     struct audit_rec r;
-    CHECK_EQ_INT(last_entry(f, &r), 0);
+    CHECK_EQ_INT(ftu_last_audit(f, &r), 0);
     CHECK_EQ_INT(r.outcome, WARDEN__V1__AUDIT_OUTCOME__AUDIT_OUTCOME_DENIED);
     CHECK_EQ_INT(dev_state(f, "lc-role"), S_PROV);
     /* unknown device: rejected, audited */
@@ -368,7 +351,7 @@ TEST(reenroll_and_rebind)
     CHECK_EQ_INT(reenroll(f, "re-1", &k2, WROLE_OPERATOR), WERR_PERM);
     CHECK_EQ_INT(head(f, NULL), h0 + 1);
     struct audit_rec r;
-    CHECK_EQ_INT(last_entry(f, &r), 0);
+    CHECK_EQ_INT(ftu_last_audit(f, &r), 0);
     CHECK_EQ_INT(r.action, WARDEN__V1__AUDIT_ACTION__AUDIT_ACTION_REENROLL);
     CHECK_EQ_INT(r.outcome, WARDEN__V1__AUDIT_OUTCOME__AUDIT_OUTCOME_DENIED);
     CHECK_EQ_INT(dev_state(f, "re-1"), S_REVOKED);
@@ -388,7 +371,7 @@ TEST(reenroll_and_rebind)
 
     CHECK_EQ_INT(rebind(f, "re-1", "gw-b", WROLE_GATEWAY), WERR_PERM);
     CHECK_EQ_INT(rebind(f, "re-1", "gw-b", WROLE_OPERATOR), 0);
-    CHECK_EQ_INT(last_entry(f, &r), 0);
+    CHECK_EQ_INT(ftu_last_audit(f, &r), 0);
     CHECK_EQ_INT(r.action, WARDEN__V1__AUDIT_ACTION__AUDIT_ACTION_REBIND);
     CHECK_EQ_INT(r.outcome, WARDEN__V1__AUDIT_OUTCOME__AUDIT_OUTCOME_OK);
     d = get_dev(f, "re-1");
@@ -502,7 +485,7 @@ static void check_rotate_denied(struct wfsm *f, uint64_t h0, const char *what)
 {
     struct audit_rec r;
     CHECK_EQ_INT(head(f, NULL), h0 + 1);
-    CHECK_EQ_INT(last_entry(f, &r), 0);
+    CHECK_EQ_INT(ftu_last_audit(f, &r), 0);
     CHECK_EQ_INT(r.action, WARDEN__V1__AUDIT_ACTION__AUDIT_ACTION_KEY_ROTATE);
     CHECK_EQ_INT(r.outcome, WARDEN__V1__AUDIT_OUTCOME__AUDIT_OUTCOME_DENIED);
     if (strstr(r.detail, what) == NULL) {
@@ -643,7 +626,7 @@ static void rotation_for(int alg_old, int alg_new)
         uint64_t hb = head(f, NULL);
         CHECK_EQ_INT(run(f, &c, NULL), WERR_PERM);
         CHECK_EQ_INT(head(f, NULL), hb + 1); /* the denial is audited */
-        CHECK_EQ_INT(last_entry(f, &r), 0);
+        CHECK_EQ_INT(ftu_last_audit(f, &r), 0);
         CHECK_EQ_INT(r.action, WARDEN__V1__AUDIT_ACTION__AUDIT_ACTION_AUTHZ_DENIAL);
         CHECK_EQ_STR(r.principal, "gw-evil");
     }
@@ -651,7 +634,7 @@ static void rotation_for(int alg_old, int alg_new)
     h0 = head(f, NULL);
     CHECK_EQ_INT(rotate(f, id, &k2, &k1, 2, nonce), 0);
     CHECK_EQ_INT(head(f, NULL), h0 + 1);
-    CHECK_EQ_INT(last_entry(f, &r), 0);
+    CHECK_EQ_INT(ftu_last_audit(f, &r), 0);
     CHECK_EQ_INT(r.outcome, WARDEN__V1__AUDIT_OUTCOME__AUDIT_OUTCOME_OK);
     Warden__V1__Device *d = get_dev(f, id);
     CHECK(d != NULL);
@@ -680,7 +663,7 @@ static void rotation_for(int alg_old, int alg_new)
         CHECK_EQ_INT(run(f, &c, NULL), 0);
     }
     CHECK_EQ_INT(rotate(f, id, &k3, &k2, 3, nonce), WERR_PRECOND);
-    CHECK_EQ_INT(last_entry(f, &r), 0);
+    CHECK_EQ_INT(ftu_last_audit(f, &r), 0);
     CHECK(strstr(r.detail, "expired") != NULL);
     /* A fresh nonce: the retired key k1 can no longer consent, k2 can. */
     CHECK_EQ_INT(issue_nonce(f, id, nonce, 0x22), 0);
@@ -738,7 +721,7 @@ TEST(telemetry_window_and_binding)
     CHECK_EQ_INT(telemetry(f, id, &k, 1, 2002, "gw-b", WROLE_GATEWAY), WERR_PERM);
     CHECK_EQ_INT(head(f, NULL), h0 + 1);
     struct audit_rec r;
-    CHECK_EQ_INT(last_entry(f, &r), 0);
+    CHECK_EQ_INT(ftu_last_audit(f, &r), 0);
     CHECK_EQ_INT(r.outcome, WARDEN__V1__AUDIT_OUTCOME__AUDIT_OUTCOME_DENIED);
     CHECK_EQ_STR(r.target, id);
     /* the counter it tried is still fresh for the right gateway */
@@ -831,7 +814,7 @@ TEST(control_commands)
     uint8_t pub[32], pub2[32];
     CHECK_EQ_INT(rotate_cmd_key(f, "k1", 7, pub), 0);
     struct audit_rec ar;
-    CHECK_EQ_INT(last_entry(f, &ar), 0);
+    CHECK_EQ_INT(ftu_last_audit(f, &ar), 0);
     CHECK_EQ_INT(ar.action, WARDEN__V1__AUDIT_ACTION__AUDIT_ACTION_COMMAND_KEY_ROTATE);
     CHECK_EQ_STR(ar.target, "k1");
     CHECK_EQ_INT(rotate_cmd_key(f, "k1", 8, pub2), WERR_EXISTS); /* id reuse */
@@ -920,7 +903,7 @@ TEST(enroll_devices_all_or_nothing)
     CHECK_EQ_INT(head(f, NULL), h0 + 6);
     CHECK_EQ_INT(dev_state(f, "c-0"), -1);
     struct audit_rec r;
-    CHECK_EQ_INT(last_entry(f, &r), 0);
+    CHECK_EQ_INT(ftu_last_audit(f, &r), 0);
     CHECK_EQ_INT(r.outcome, WARDEN__V1__AUDIT_OUTCOME__AUDIT_OUTCOME_REJECTED);
     CHECK_EQ_STR(r.target, "c-0");
     CHECK(strstr(r.detail, "devices[3]") != NULL);
@@ -945,7 +928,7 @@ TEST(notes_and_denials)
     CHECK_EQ_INT(run(f, &c, NULL), 0);
     CHECK_EQ_INT(head(f, NULL), 1);
     struct audit_rec r;
-    CHECK_EQ_INT(last_entry(f, &r), 0);
+    CHECK_EQ_INT(ftu_last_audit(f, &r), 0);
     CHECK_EQ_INT(r.action, WARDEN__V1__AUDIT_ACTION__AUDIT_ACTION_MEMBERSHIP);
     CHECK_EQ_STR(r.principal, "node-1");
     /* forging a critical action through a note is refused (and recorded) */

@@ -95,23 +95,6 @@ static int labels(struct wfsm *f, const char *id, const char *value,
     return code;
 }
 
-static int last_entry(struct wfsm *f, struct audit_rec *r)
-{
-    struct werr e = {0};
-    struct store_txn *t;
-    if (store_txn_begin(wfsm_store(f), 0, &t, &e) != 0) {
-        return -1;
-    }
-    uint64_t seq;
-    uint8_t h[AUDIT_HASH_LEN];
-    int rc = audit_head(wfsm_audit(f), t, &seq, h, &e);
-    if (rc == 0) {
-        rc = audit_get(wfsm_audit(f), t, seq, r, &e);
-    }
-    store_txn_abort(t);
-    return rc;
-}
-
 TEST(labels_cas_through_the_fsm)
 {
     char dir[300];
@@ -130,7 +113,7 @@ TEST(labels_cas_through_the_fsm)
     CHECK_EQ_STR(d->labels[0]->value, "a");
     inv_device_free(d);
     struct audit_rec r;
-    CHECK_EQ_INT(last_entry(f, &r), 0);
+    CHECK_EQ_INT(ftu_last_audit(f, &r), 0);
     CHECK_EQ_INT(r.action, A_LABELS);
     CHECK_EQ_INT(r.outcome, O_(OK));
     CHECK_EQ_INT(r.raft_index, v1);
@@ -144,7 +127,7 @@ TEST(labels_cas_through_the_fsm)
     /* stale version: rejected, audited, nothing changed */
     CHECK_EQ_INT(labels(f, "dev-1", "b", v0, NULL, WROLE_ADMIN, NULL),
                  WERR_PRECOND);
-    CHECK_EQ_INT(last_entry(f, &r), 0);
+    CHECK_EQ_INT(ftu_last_audit(f, &r), 0);
     CHECK_EQ_INT(r.action, A_LABELS);
     CHECK_EQ_INT(r.outcome, O_(REJECTED));
     CHECK_EQ_INT(r.code, WERR_PRECOND);
@@ -156,7 +139,7 @@ TEST(labels_cas_through_the_fsm)
     CHECK_EQ_INT(labels(f, "nope", "b", 0, NULL, WROLE_ADMIN, NULL),
                  WERR_NOTFOUND);
     CHECK_EQ_INT(labels(f, "dev-1", "b", 0, NULL, WROLE_GATEWAY, NULL), WERR_PERM);
-    CHECK_EQ_INT(last_entry(f, &r), 0);
+    CHECK_EQ_INT(ftu_last_audit(f, &r), 0);
     CHECK_EQ_INT(r.outcome, O_(DENIED));
 
     /* unconditional */

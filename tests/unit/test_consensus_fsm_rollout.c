@@ -572,23 +572,6 @@ static long verify_ledger(struct wfsm *f, uint32_t action, long *n_action)
     return (long)total;
 }
 
-static int last_entry(struct wfsm *f, struct audit_rec *r)
-{
-    struct werr e = {0};
-    struct store_txn *t;
-    uint64_t seq;
-    uint8_t h[AUDIT_HASH_LEN];
-    if (store_txn_begin(wfsm_store(f), 0, &t, &e) != 0) {
-        return -1;
-    }
-    int rc = audit_head(wfsm_audit(f), t, &seq, h, &e);
-    if (rc == 0) {
-        rc = audit_get(wfsm_audit(f), t, seq, r, &e);
-    }
-    store_txn_abort(t);
-    return rc;
-}
-
 /* A fresh fsm with a command key and release key rk1 registered. */
 static struct wfsm *setup(void)
 {
@@ -615,7 +598,7 @@ TEST(manifests)
     CHECK_EQ_INT(create_release(f, &o, &id), 0);
     CHECK(id != 0);
     struct audit_rec ar;
-    CHECK_EQ_INT(last_entry(f, &ar), 0);
+    CHECK_EQ_INT(ftu_last_audit(f, &ar), 0);
     CHECK_EQ_INT(ar.action, AA(RELEASE_CREATE));
 
     /* Bad signature: DENIED and audited. */
@@ -623,7 +606,7 @@ TEST(manifests)
     o.tamper = 1;
     CHECK_EQ_INT(create_release(f, &o, NULL), WERR_PERM);
     CHECK(strstr(last_msg, "signature") != NULL);
-    CHECK_EQ_INT(last_entry(f, &ar), 0);
+    CHECK_EQ_INT(ftu_last_audit(f, &ar), 0);
     CHECK_EQ_INT(ar.outcome, WARDEN__V1__AUDIT_OUTCOME__AUDIT_OUTCOME_DENIED);
     o.tamper = 0;
     /* Signed by the right key but named as another: still a bad signature. */
@@ -669,7 +652,7 @@ TEST(manifests)
     CHECK_EQ_INT(reg_key(f, "rk2", &relkey2, WROLE_ADMIN), 0);
     CHECK_EQ_INT(revoke_key(f, "rk1", WROLE_ROLLOUT), WERR_PERM);
     CHECK_EQ_INT(revoke_key(f, "rk1", WROLE_ADMIN), 0);
-    CHECK_EQ_INT(last_entry(f, &ar), 0);
+    CHECK_EQ_INT(ftu_last_audit(f, &ar), 0);
     CHECK_EQ_INT(ar.action, AA(RELEASE_KEY_REVOKE));
     CHECK_EQ_INT(revoke_key(f, "rk1", WROLE_ADMIN), WERR_PRECOND);
     CHECK_EQ_INT(create_release(f, &o, NULL), WERR_PRECOND);
@@ -764,7 +747,7 @@ TEST(every_transition)
             ro_reject_count(wfsm_ro(f), t, states[i], ev, &after, &e);
             store_txn_abort(t);
             struct audit_rec ar;
-            CHECK_EQ_INT(last_entry(f, &ar), 0);
+            CHECK_EQ_INT(ftu_last_audit(f, &ar), 0);
             CHECK_EQ_INT(ar.action, AA(ROLLOUT_TRANSITION));
             if (allowed) {
                 if (code != 0) {
@@ -997,7 +980,7 @@ TEST(fleet_canary_failure_aborts)
     CHECK(verify_ledger(f, AA(ROLLOUT_GATE), &ngate) > 0);
     CHECK_EQ_INT(ngate, 1);
     struct audit_rec ar;
-    CHECK_EQ_INT(last_entry(f, &ar), 0);
+    CHECK_EQ_INT(ftu_last_audit(f, &ar), 0);
     wfsm_close(f);
 }
 
