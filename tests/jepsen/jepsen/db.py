@@ -1,4 +1,5 @@
-"""db: the 5-node wardend cluster under test (nodes 127.0.0.11-15).
+"""db: the 5-node wardend cluster under test (nodes 127.0.0.11-15, or
+127.0.0.(10k+11)-(10k+15) in slot k).
 
 Every node runs with its own supplementary-free group id (GID_BASE + id):
 the peer transport does not bind its outbound sockets, so every node-to-node
@@ -41,6 +42,16 @@ STATUS_TIMEOUT_S = 1.0
 SETPRIV = "/usr/bin/setpriv"   # util-linux
 IP_BASE = 10          # node i -> 127.0.0.(10 + i): 127.0.0.11-15
 GID_BASE = 61000      # node i runs with gid 61000 + 10 + i (net.py matches it)
+# Concurrent runs: slot k uses 127.0.0.(10 + 10k + i) and its own gids, lock
+# and iptables chains.  Five slots keep every address inside 127.0.0.11-55.
+MAX_SLOTS = 5
+
+
+def set_slot(slot):
+    global IP_BASE
+    if not 0 <= slot < MAX_SLOTS:
+        raise DbError("slot %d outside 0..%d" % (slot, MAX_SLOTS - 1))
+    IP_BASE = 10 + 10 * slot
 
 FAKETIME_LIBS = ("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
                  "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",

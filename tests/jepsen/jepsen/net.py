@@ -23,6 +23,15 @@ import threading
 
 CHAIN = "WARDEN-JEPSEN"
 CHAIN_OUT = "WARDEN-JEPSEN-OUT"
+
+
+def set_slot(slot):
+    """Slot k > 0 owns chains WARDEN-JEPSEN<k> and WARDEN-JEPSEN<k>-OUT, so
+    runs in different slots (different node addresses, see db.set_slot)
+    never touch each other's rules.  Slot 0 keeps the historical names."""
+    global CHAIN, CHAIN_OUT
+    CHAIN = "WARDEN-JEPSEN%s" % (slot or "")
+    CHAIN_OUT = CHAIN + "-OUT"
 # One iptables invocation (xtables lock waits included).
 IPT_TIMEOUT_S = 20.0
 IPT = "iptables"

@@ -89,6 +89,7 @@ class Grants:
         self.locks = []            # [(lock id, device)]
         self.info_checks = []      # check values whose outcome is unknown
         self.requesters = []
+        self.retiring = set()      # requesters being replaced (quota exhausted)
         self.n_req = 0
         self.lock_retry = []       # :info Lock values, retried with the same key
 
@@ -168,12 +169,17 @@ class Grants:
                 duration_ms=self.DURATION_MS, max_sessions=v["max"],
                 idempotency_key=v["key"]), role=v["requester"])
             if o.type == "fail" and o.error == "resource-exhausted":
+                # Mint the successor before retiring the old requester: other
+                # threads draw from self.requesters and it must never be empty.
                 with self.lock:
-                    retire = v["requester"] in self.requesters
+                    retire = (v["requester"] in self.requesters
+                              and v["requester"] not in self.retiring)
                     if retire:
-                        self.requesters.remove(v["requester"])
+                        self.retiring.add(v["requester"])
                 if retire:
                     self._new_requester()
+                    with self.lock:
+                        self.requesters.remove(v["requester"])
             if o.type == "ok":
                 out["request"] = o.resp.request.request_id
                 with self.lock:
