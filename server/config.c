@@ -62,6 +62,8 @@ static const struct kdef keys[CONFIG_K_N] = {
     [CONFIG_K_RATE_LIMIT_RPS] = {"rate_limit_rps", T_U64, 0, ADMISSION_RATE_MAX},
     [CONFIG_K_RATE_LIMIT_BURST] = {"rate_limit_burst", T_U64, 1, ADMISSION_BURST_MAX},
     [CONFIG_K_MAX_INFLIGHT] = {"max_inflight", T_U64, 1, ADMISSION_INFLIGHT_MAX},
+    /* Bounds and memory per watcher: SVC_ACCESS_WATCH_MAX_* in svc.h. */
+    [CONFIG_K_MAX_WATCHERS] = {"max_watchers", T_U64, 1, SVC_ACCESS_WATCH_MAX_HARD},
 };
 
 void config_init(struct config *c)
@@ -223,6 +225,7 @@ int config_set(struct config *c, enum config_key k, const char *value,
         case CONFIG_K_RATE_LIMIT_RPS: n->rate_limit_rps = (unsigned)v; break;
         case CONFIG_K_RATE_LIMIT_BURST: n->rate_limit_burst = (unsigned)v; break;
         case CONFIG_K_MAX_INFLIGHT: n->max_inflight = (size_t)v; break;
+        case CONFIG_K_MAX_WATCHERS: n->max_watchers = (size_t)v; break;
         default: break;
         }
         break;

@@ -100,6 +100,8 @@ static void usage(FILE *f)
             "  --rate-limit-rps N        calls/s per principal, 0 = off (default %u)\n"
             "  --rate-limit-burst N      token bucket size per principal (default %u)\n"
             "  --max-inflight N          calls in flight per node (default %u)\n"
+            "  --max-watchers N          Access/WatchRevocations streams per node\n"
+            "                            (1..%u, default %u)\n"
             "  --config FILE             key = value settings (docs/configuration.md);\n"
             "                            flags > WARDEN_<KEY> environment > file > defaults\n"
 #ifdef WARDEN_FAULTS
@@ -120,7 +122,8 @@ static void usage(FILE *f)
             GRPC_MAX_MSG_DEFAULT,
             NODE_SHUTDOWN_GRACE_MS_DEFAULT, NODE_MAX_CONNS_DEFAULT,
             CONN_HANDSHAKE_TIMEOUT_MS_DEFAULT, CONN_IDLE_TIMEOUT_MS_DEFAULT,
-            ADMISSION_RATE_DEFAULT, ADMISSION_BURST_DEFAULT, ADMISSION_INFLIGHT_DEFAULT);
+            ADMISSION_RATE_DEFAULT, ADMISSION_BURST_DEFAULT, ADMISSION_INFLIGHT_DEFAULT,
+            SVC_ACCESS_WATCH_MAX_HARD, SVC_ACCESS_WATCH_MAX_DEFAULT);
 }
 
 enum {
@@ -150,6 +153,7 @@ enum {
     OPT_RATE_RPS,
     OPT_RATE_BURST,
     OPT_MAX_INFLIGHT,
+    OPT_MAX_WATCHERS,
     OPT_UNSAFE_FAULT,
 };
 
@@ -296,6 +300,7 @@ int main(int argc, char **argv)
         {"rate-limit-rps", required_argument, NULL, OPT_RATE_RPS},
         {"rate-limit-burst", required_argument, NULL, OPT_RATE_BURST},
         {"max-inflight", required_argument, NULL, OPT_MAX_INFLIGHT},
+        {"max-watchers", required_argument, NULL, OPT_MAX_WATCHERS},
 #ifdef WARDEN_FAULTS
         {"unsafe-fault", required_argument, NULL, OPT_UNSAFE_FAULT},
 #endif

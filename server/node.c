@@ -30,6 +30,7 @@ void node_config_defaults(struct node_config *cfg)
     cfg->rate_limit_rps = ADMISSION_RATE_DEFAULT;
     cfg->rate_limit_burst = ADMISSION_BURST_DEFAULT;
     cfg->max_inflight = ADMISSION_INFLIGHT_DEFAULT;
+    cfg->max_watchers = SVC_ACCESS_WATCH_MAX_DEFAULT;
 }
 
 int node_snapshot_check(unsigned threshold, unsigned trailing, struct werr *e)
@@ -398,6 +399,7 @@ int node_init(struct node *n, uv_loop_t *loop, const struct node_config *cfg,
     }
 
     n->svc.wn = n->wn;
+    n->svc.access_watch_max = n->cfg.max_watchers;
     n->svc.health = SVC_HEALTH_NOT_SERVING;
     /* The node's own principal, as its peer certificate names it
      * (warden://role/peer/n<id>): the author of server-proposed commands. */
@@ -584,6 +586,9 @@ static void connection_cb(uv_stream_t *server, int status)
 static void flush_cb(uv_prepare_t *p)
 {
     struct node *n = p->data;
+    /* Revocations committed in the last iteration reach watchers now, and
+     * their output goes out with this flush (svc.h). */
+    svc_access__poll(&n->svc, uv_now(n->loop));
     conn_host_flush(&n->host);
 }
 
@@ -927,14 +932,15 @@ int node_start(struct node *n, struct werr *e)
     uv_prepare_start(&n->flush, flush_cb);
     n->state = NODE_RUNNING;
 
-    char maxc[24], maxm[24], port[8];
+    char maxc[24], maxm[24], maxw[24], port[8];
     snprintf(port, sizeof port, "%d", node_port(n));
     snprintf(maxc, sizeof maxc, "%zu", n->cfg.max_conns);
     snprintf(maxm, sizeof maxm, "%zu", n->cfg.max_msg);
+    snprintf(maxw, sizeof maxw, "%zu", n->cfg.max_watchers);
     wlog(WLOG_INFO, "listening", "addr", n->cfg.listen, "port", port,
          "data_dir", n->cfg.data_dir,
          "mode", n->cfg.dev ? "dev" : "production", "max_conns", maxc,
-         "max_msg_bytes", maxm, NULL);
+         "max_msg_bytes", maxm, "max_watchers", maxw, NULL);
     char id[16];
     snprintf(id, sizeof id, "%u", n->id);
     char snap_th[16], snap_tr[16];

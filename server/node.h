@@ -109,6 +109,9 @@ struct node_config {
     unsigned rate_limit_rps;     /* per principal; 0 = no rate limit */
     unsigned rate_limit_burst;
     size_t max_inflight;
+    /* Access/WatchRevocations streams (--max-watchers; svc.h
+     * SVC_ACCESS_WATCH_MAX_*). */
+    size_t max_watchers;
 #ifdef WARDEN_FAULTS
     /* TESTING ONLY: wardend --unsafe-fault ack-before-commit, copied to
      * wnode_config.fault_ack_before_commit (consensus/node.h). */

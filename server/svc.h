@@ -55,6 +55,18 @@ struct svc_audit_tail {
     uint64_t stalled_ms;     /* uv_now when the buffer first filled; 0 */
 };
 
+/* Open Access/WatchRevocations streams per node (svc_access.c; wardend
+ * --max-watchers, docs/configuration.md). Every gateway holds one; the
+ * default fits a 1,000-gateway fleet with room for operators' tools. Each
+ * costs a slot (sizeof struct svc_access_watch, ~130 bytes, allocated for
+ * the configured count when the first stream opens), its HTTP/2 stream and
+ * up to GRPC_STREAM_OUT_MAX of queued output, cut off after
+ * SVC_ACCESS_WATCH_STALL_MS of not reading. The hard bound keeps the slot
+ * array at a few MiB and one pump pass over every watcher within a few
+ * tens of ms; beyond the configured count: RESOURCE_EXHAUSTED. */
+#define SVC_ACCESS_WATCH_MAX_DEFAULT 2048u
+#define SVC_ACCESS_WATCH_MAX_HARD 65536u
+
 /* Aggregated authorization denials (svc_denials.c, docs/audit.md). Rows of
  * (principal, role, method) -> count held between flushes. 256 rows x
  * ~210 bytes = ~52 KiB. A denial for a new key while the table is full is
@@ -112,6 +124,10 @@ struct svc_ctx {
     /* Owned by svc_access.c: the WatchRevocations streams (allocated on
      * the first one, freed by svc_shutdown). */
     struct svc_access *access;
+    /* WatchRevocations streams allowed on this node, 1..
+     * SVC_ACCESS_WATCH_MAX_HARD; 0 = SVC_ACCESS_WATCH_MAX_DEFAULT. Read
+     * when the first stream opens (node.c sets it from --max-watchers). */
+    size_t access_watch_max;
     /* Owned by svc_control.c: the bootstrap command key check runs once per
      * leadership term (ckey_term), one at a time (ckey_busy). */
     uint64_t ckey_term;
@@ -172,6 +188,11 @@ void svc_audit__pump(struct svc_ctx *ctx, uint64_t now_ms);
 void svc_audit__shutdown(struct svc_ctx *ctx);
 void svc_access__pump(struct svc_ctx *ctx, uint64_t now_ms);
 void svc_access__shutdown(struct svc_ctx *ctx);
+/* Once per loop iteration (node.c, prepare phase: after the previous
+ * iteration's apply batch committed): pump every WatchRevocations stream
+ * if the committed revocation log moved. A memory compare while nothing
+ * commits. */
+void svc_access__poll(struct svc_ctx *ctx, uint64_t now_ms);
 void svc_denials__flush(struct svc_ctx *ctx, uint64_t now_ms, int force);
 void svc_control__bootstrap_key(struct svc_ctx *ctx);
 

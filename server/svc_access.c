@@ -49,7 +49,18 @@
  * watcher is the grpc layer's GRPC_STREAM_OUT_MAX, and a watcher whose
  * buffer stays full for SVC_ACCESS_WATCH_STALL_MS is ended with
  * RESOURCE_EXHAUSTED naming the revision to resume from. At most
- * SVC_ACCESS_WATCH_MAX streams on the node. */
+ * svc_ctx.access_watch_max streams on the node (wardend --max-watchers,
+ * default SVC_ACCESS_WATCH_MAX_DEFAULT, at most SVC_ACCESS_WATCH_MAX_HARD;
+ * svc.h); one more is refused with RESOURCE_EXHAUSTED.
+ *
+ * Fan-out cost. One pump reads the log once per distinct (filter,
+ * position) rather than once per watcher (struct page_cache): when a
+ * revocation lands, every caught-up gateway watcher sits at the same
+ * position with the same filter, so 10,000 watchers cost one log read and
+ * 10,000 message encodes. A follower learns of a commit from the leader's
+ * next AppendEntries and applies it in its own loop; svc_access__poll(),
+ * run once per loop iteration, pumps as soon as the committed revocation
+ * log moves, instead of waiting for the next SVC_TICK_MS pump. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,20 +78,17 @@
 #include "svc_propose.h"
 
 /* ---- limits ------------------------------------------------------------------ */
-/* Open WatchRevocations streams on this node. Every gateway holds one (or a
- * few, across restarts); the 1,000-gateway fan-out benchmark must fit with
- * room for operators' tools. Each slot is ~130 bytes here plus its HTTP/2
- * stream and up to GRPC_STREAM_OUT_MAX of queued output; note that one
+/* Open WatchRevocations streams on this node: svc_ctx.access_watch_max
+ * (--max-watchers; bounds and memory per watcher: svc.h). Note that one
  * connection carries at most GRPC_MAX_STREAMS_DEFAULT (128) streams and the
- * node at most NODE_MAX_CONNS_DEFAULT connections, so 1,000 watchers need
- * at least 8 connections. Beyond the cap: RESOURCE_EXHAUSTED. */
-#define SVC_ACCESS_WATCH_MAX 2048u
+ * node at most --max-conns connections (NODE_MAX_CONNS_DEFAULT 1,024), so
+ * 1,000 watchers need at least 8 connections and 10,000 at least 79. */
 /* Events per message (and per acc_revlog_read): a RevocationEvent is at
  * most ~5 KiB (32 device ids), so a chunk stays well under
  * GRPC_STREAM_OUT_MAX and the page's event array is small. */
 #define SVC_ACCESS_WATCH_CHUNK 64u
 /* Chunks per watcher per pump: a catching-up watcher gets up to 4 x 64
- * events per pump while one pass over 2,048 watchers stays bounded. */
+ * events per pump while one pass over every watcher stays bounded. */
 #define SVC_ACCESS_WATCH_CHUNKS_PER_PUMP 4u
 /* Progress notification period for an idle stream. A gateway that misses
  * SVC_ACCESS_FAIL_CLOSED_HEARTBEATS of them must fail closed
@@ -109,13 +117,31 @@ struct svc_access_watch {
     uint64_t stalled_ms;                /* when the buffer first filled; 0 */
 };
 
-/* Owned through svc_ctx.access: allocated on the first WatchRevocations,
- * freed by svc_access__shutdown (after every stream ended). */
+/* Owned through svc_ctx.access: allocated on the first WatchRevocations
+ * with room for svc_ctx.access_watch_max streams, freed by
+ * svc_access__shutdown (after every stream ended). The slot array never
+ * moves: a slot's address is the cancel callback's argument. */
 struct svc_access {
-    struct svc_access_watch w[SVC_ACCESS_WATCH_MAX];
+    struct svc_access_watch *w;  /* cap slots, owned */
+    size_t cap;
     size_t n;
     size_t hi;           /* slots [0, hi) may be in use: bounds the scans */
+    size_t free_hint;    /* no free slot below it: opening is O(1) while
+                            slots fill in order */
     uint64_t cut_off;    /* slow watchers ended since start (logged) */
+    uint64_t seen_index; /* committed log index at the last poll */
+    uint64_t pumped_rev; /* every watcher was pumped at this revision */
+};
+
+/* The page most recently read from the revocation log in one pump, keyed
+ * by (filter, position): every watcher at the same position with the same
+ * filter gets the same events, so they share one read (and one decode).
+ * Valid for one read txn; owns its page. */
+struct page_cache {
+    int valid;
+    char gateway[PRINCIPAL_NAME_MAX + 1];
+    uint64_t after;
+    struct acc_rev_page page;
 };
 
 static const unsigned humans = WROLE_ADMIN | WROLE_OPERATOR | WROLE_AUDITOR;
@@ -414,8 +440,12 @@ static void list_cb(struct grpc_call *call, const ProtobufCMessage *msg,
 static void watch_free(struct svc_ctx *ctx, struct svc_access_watch *w)
 {
     struct svc_access *s = ctx->access;
+    size_t i = (size_t)(w - s->w);
     memset(w, 0, sizeof *w);
     s->n--;
+    if (i < s->free_hint) {
+        s->free_hint = i;
+    }
     while (s->hi > 0 && s->w[s->hi - 1].call == NULL) {
         s->hi--;
     }
@@ -476,16 +506,48 @@ static int watch_send(struct svc_ctx *ctx, struct svc_access_watch *w,
 /* Bring one watcher forward from read txn t (latest = the log's latest
  * revision in t): at most SVC_ACCESS_WATCH_CHUNKS_PER_PUMP chunks, then a
  * progress message if it is caught up and quiet for a heartbeat. */
+static int cache_read(struct page_cache *c, struct access *a,
+                      struct store_txn *t, const struct svc_access_watch *w,
+                      const struct acc_rev_page **out, struct werr *e)
+{
+    if (c->valid && c->after == w->after && strcmp(c->gateway, w->gateway) == 0) {
+        *out = &c->page;
+        return 0;
+    }
+    if (c->valid) {
+        acc_rev_page_free(&c->page);
+        c->valid = 0;
+    }
+    int rc = acc_revlog_read(a, t, w->gateway, w->after, SVC_ACCESS_WATCH_CHUNK,
+                             &c->page, e);
+    if (rc != 0) {
+        acc_rev_page_free(&c->page);
+        return rc;
+    }
+    c->valid = 1;
+    c->after = w->after;
+    snprintf(c->gateway, sizeof c->gateway, "%s", w->gateway);
+    *out = &c->page;
+    return 0;
+}
+
+static void cache_drop(struct page_cache *c)
+{
+    if (c->valid) {
+        acc_rev_page_free(&c->page);
+        c->valid = 0;
+    }
+}
+
 static void pump_one(struct svc_ctx *ctx, struct access *a, struct store_txn *t,
-                     struct svc_access_watch *w, uint64_t latest,
-                     uint64_t now_ms)
+                     struct page_cache *c, struct svc_access_watch *w,
+                     uint64_t latest, uint64_t now_ms)
 {
     for (unsigned k = 0; k < SVC_ACCESS_WATCH_CHUNKS_PER_PUMP && w->after < latest;
          k++) {
         struct werr e = {0};
-        struct acc_rev_page page;
-        int rc = acc_revlog_read(a, t, w->gateway, w->after,
-                                 SVC_ACCESS_WATCH_CHUNK, &page, &e);
+        const struct acc_rev_page *page;
+        int rc = cache_read(c, a, t, w, &page, &e);
         if (rc != 0) {
             /* WERR_RANGE: pruned under a watcher that fell behind
              * retention -> OUT_OF_RANGE, resync. */
@@ -496,23 +558,22 @@ static void pump_one(struct svc_ctx *ctx, struct access *a, struct store_txn *t,
             watch_end(ctx, w, werr_grpc_status(rc), e.msg);
             return;
         }
-        if (page.n == 0) {
+        if (page->n == 0) {
             /* Everything examined was for other gateways: move on quietly
              * (the next heartbeat carries the position). */
-            w->after = page.next;
-            acc_rev_page_free(&page);
+            w->after = page->next;
             continue;
         }
         Warden__V1__WatchRevocationsResponse m =
             WARDEN__V1__WATCH_REVOCATIONS_RESPONSE__INIT;
-        m.n_events = page.n;
-        m.events = page.events;
-        m.revision = page.next;
+        m.n_events = page->n;
+        m.events = page->events; /* borrowed from the cache, not modified */
+        m.revision = page->next;
+        uint64_t next = page->next;
         int sent = watch_send(ctx, w, &m, now_ms);
         if (sent == 1) {
-            w->after = page.next;
+            w->after = next;
         }
-        acc_rev_page_free(&page);
         if (sent != 1) {
             return; /* full (resend from w->after next pump) or ended */
         }
@@ -525,9 +586,11 @@ static void pump_one(struct svc_ctx *ctx, struct access *a, struct store_txn *t,
     }
 }
 
-/* Pump one watcher (only) or all (only == NULL) from one read txn. */
-static void pump(struct svc_ctx *ctx, struct svc_access_watch *only,
-                 uint64_t now_ms)
+/* Pump one watcher (only) or all (only == NULL) from one read txn. With
+ * if_moved, pump all only if the log's latest revision passed the one
+ * every watcher was last pumped at (svc_access__poll). */
+static void pump_txn(struct svc_ctx *ctx, struct svc_access_watch *only,
+                     int if_moved, uint64_t now_ms)
 {
     struct svc_access *s = ctx->access;
     if (s == NULL || s->n == 0) {
@@ -547,18 +610,49 @@ static void pump(struct svc_ctx *ctx, struct svc_access_watch *only,
         wlog(WLOG_WARN, "revocation watch: no revision", "error", e.msg, NULL);
         return;
     }
+    if (if_moved && latest <= s->pumped_rev) {
+        store_txn_abort(t);
+        return;
+    }
+    struct page_cache c;
+    c.valid = 0;
     for (size_t i = 0; i < s->hi; i++) {
         struct svc_access_watch *w = &s->w[i];
         if (w->call != NULL && (only == NULL || only == w)) {
-            pump_one(ctx, &a, t, w, latest, now_ms);
+            pump_one(ctx, &a, t, &c, w, latest, now_ms);
         }
     }
+    cache_drop(&c);
     store_txn_abort(t);
+    if (only == NULL) {
+        s->pumped_rev = latest;
+    }
+}
+
+static void pump(struct svc_ctx *ctx, struct svc_access_watch *only,
+                 uint64_t now_ms)
+{
+    pump_txn(ctx, only, 0, now_ms);
 }
 
 void svc_access__pump(struct svc_ctx *ctx, uint64_t now_ms)
 {
     pump(ctx, NULL, now_ms);
+}
+
+void svc_access__poll(struct svc_ctx *ctx, uint64_t now_ms)
+{
+    struct svc_access *s = ctx->access;
+    if (s == NULL || s->n == 0 || ctx->closing || ctx->wn == NULL) {
+        return;
+    }
+    /* A memory read while nothing commits; a read txn per commit batch. */
+    uint64_t ci = wfsm_committed_index(wnode_fsm(ctx->wn));
+    if (ci == s->seen_index) {
+        return;
+    }
+    s->seen_index = ci;
+    pump_txn(ctx, NULL, 1, now_ms);
 }
 
 void svc_access__shutdown(struct svc_ctx *ctx)
@@ -577,8 +671,34 @@ void svc_access__shutdown(struct svc_ctx *ctx)
             watch_end(ctx, w, GRPC_STATUS_UNAVAILABLE, msg);
         }
     }
+    free(s->w);
     free(s);
     ctx->access = NULL;
+}
+
+/* The watcher table, sized once from svc_ctx.access_watch_max. 0 or -1
+ * (out of memory). */
+static int access_alloc(struct svc_ctx *ctx)
+{
+    size_t cap = ctx->access_watch_max;
+    if (cap == 0) {
+        cap = SVC_ACCESS_WATCH_MAX_DEFAULT;
+    }
+    if (cap > SVC_ACCESS_WATCH_MAX_HARD) {
+        cap = SVC_ACCESS_WATCH_MAX_HARD;
+    }
+    struct svc_access *s = calloc(1, sizeof *s);
+    if (s == NULL) {
+        return -1;
+    }
+    s->w = calloc(cap, sizeof *s->w);
+    if (s->w == NULL) {
+        free(s);
+        return -1;
+    }
+    s->cap = cap;
+    ctx->access = s;
+    return 0;
 }
 
 static void watch_cb(struct grpc_call *call, const ProtobufCMessage *msg,
@@ -627,15 +747,16 @@ static void watch_cb(struct grpc_call *call, const ProtobufCMessage *msg,
         grpc_call_finish(call, werr_grpc_status(rc), e.msg);
         return;
     }
-    if (ctx->access == NULL && (ctx->access = calloc(1, sizeof *ctx->access)) == NULL) {
+    if (ctx->access == NULL && access_alloc(ctx) != 0) {
         grpc_call_finish(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
     struct svc_access *s = ctx->access;
     struct svc_access_watch *w = NULL;
-    for (size_t i = 0; i < SVC_ACCESS_WATCH_MAX; i++) {
+    for (size_t i = s->free_hint; i < s->cap; i++) {
         if (s->w[i].call == NULL) {
             w = &s->w[i];
+            s->free_hint = i + 1;
             if (i + 1 > s->hi) {
                 s->hi = i + 1;
             }
@@ -643,9 +764,12 @@ static void watch_cb(struct grpc_call *call, const ProtobufCMessage *msg,
         }
     }
     if (w == NULL) {
-        grpc_call_finish(call, GRPC_STATUS_RESOURCE_EXHAUSTED,
-                         "too many revocation watchers on this node (max "
-                         "SVC_ACCESS_WATCH_MAX = 2048)");
+        s->free_hint = s->cap;
+        char why[128];
+        snprintf(why, sizeof why,
+                 "too many revocation watchers on this node (max %zu, wardend "
+                 "--max-watchers)", s->cap);
+        grpc_call_finish(call, GRPC_STATUS_RESOURCE_EXHAUSTED, why);
         return;
     }
     w->call = call;

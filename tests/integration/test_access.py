@@ -814,5 +814,61 @@ class ClockSkewTest(wt.TestCase):
         self.assertTrue(all(x[3] == DR.ACCESS_DENY_REASON_EXPIRED for x in log if x[2] == DENY))
 
 
+class WatchLimitTest(wt.TestCase):
+    """--max-watchers (issue 8, scenario 7): a node holds at most that many
+    WatchRevocations streams; one more is refused with RESOURCE_EXHAUSTED
+    naming the limit, and a slot freed by a cancelled stream is reused.
+    Out-of-range values are a usage error (exit 2)."""
+    LIMIT = 3
+
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = wt.start_server(name="watchlimit",
+                                  extra_args=["--max-watchers", str(cls.LIMIT)])
+        cls.ch = cls.srv.channel("gateway")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.ch.close()
+        cls.srv.stop()
+
+    def test_limit_refuses_one_more_and_reuses_freed_slot(self):
+        ws = [Watch(self.ch, 0) for _ in range(self.LIMIT)]
+        try:
+            for w in ws:  # each is open: its first progress message arrived
+                self.assertTrue(w.wait(lambda w: len(w.msgs) >= 1), w.error)
+            extra = Watch(self.ch, 0)
+            self.assertTrue(extra.wait(lambda w: w.error is not None))
+            self.assertEqual(extra.error.code(), SC.RESOURCE_EXHAUSTED, extra.error.details())
+            self.assertIn("max %d" % self.LIMIT, extra.error.details())
+            self.assertIn("--max-watchers", extra.error.details())
+            # The open ones are untouched by the refusal.
+            self.assertTrue(all(w.error is None for w in ws))
+            # Cancel one; its slot is freed when the server sees RST_STREAM.
+            ws.pop().close()
+            deadline = time.monotonic() + WATCH_WAIT_S
+            again = None
+            while time.monotonic() < deadline:
+                again = Watch(self.ch, 0)
+                if again.wait(lambda w: w.error is not None or len(w.msgs) >= 1):
+                    if again.error is None:
+                        break
+                    self.assertEqual(again.error.code(), SC.RESOURCE_EXHAUSTED)
+                time.sleep(0.1)
+            self.assertIsNotNone(again)
+            self.assertIsNone(again.error, "freed slot not reused")
+            ws.append(again)
+        finally:
+            for w in ws:
+                w.close()
+
+    def test_flag_bounds(self):
+        for bad in ("0", "65537", "x"):
+            r = subprocess.run([wt.WARDEND, "--dev", "--max-watchers", bad],
+                               capture_output=True, text=True, timeout=wt.TOOL_TIMEOUT_S)
+            self.assertEqual(r.returncode, 2, (bad, r.stderr))
+            self.assertIn("max_watchers", r.stderr)
+
+
 if __name__ == "__main__":
     wt.main()

@@ -128,11 +128,36 @@ TEST(every_key_named)
     CHECK(!config_key_is_bool(CONFIG_K_LISTEN));
 }
 
+/* --max-watchers (issue 8, scenario 7): default, bounds, every source. */
+TEST(max_watchers_bounded)
+{
+    static struct config c;
+    struct werr e;
+    config_init(&c);
+    CHECK_EQ_INT(c.node.max_watchers, SVC_ACCESS_WATCH_MAX_DEFAULT);
+    CHECK_EQ_INT(SVC_ACCESS_WATCH_MAX_DEFAULT, 2048);
+    CHECK_EQ_INT(parse(&c, "max_watchers = 10064\n", &e), 0);
+    CHECK_EQ_INT(c.node.max_watchers, 10064);
+    CHECK_EQ_INT(c.src[CONFIG_K_MAX_WATCHERS], CONFIG_SRC_FILE);
+    config_init(&c);
+    CHECK_EQ_INT(parse(&c, "max_watchers = 0\n", &e), WERR_CONFIG);
+    CHECK(strstr(e.msg, "max_watchers") != NULL && strstr(e.msg, "1..65536") != NULL);
+    config_init(&c);
+    CHECK_EQ_INT(config_set(&c, CONFIG_K_MAX_WATCHERS, "65537", CONFIG_SRC_FLAG, &e),
+                 WERR_CONFIG);
+    CHECK_EQ_INT(c.node.max_watchers, SVC_ACCESS_WATCH_MAX_DEFAULT);
+    CHECK_EQ_INT(config_set(&c, CONFIG_K_MAX_WATCHERS, "65536", CONFIG_SRC_FLAG, &e), 0);
+    CHECK_EQ_INT(c.node.max_watchers, SVC_ACCESS_WATCH_MAX_HARD);
+    int k = config_key_find("max-watchers", 12);
+    CHECK_EQ_INT(k, CONFIG_K_MAX_WATCHERS);
+}
+
 int main(void)
 {
     RUN(parses_keys_comments_blanks);
     RUN(errors_name_file_and_line);
     RUN(precedence);
     RUN(every_key_named);
+    RUN(max_watchers_bounded);
     return unit_done();
 }
