@@ -865,53 +865,79 @@ static void fault_ack_now(struct prop *p)
 #endif
 
 /* Group commit: every proposal queued since the last pass goes to raft
- * here, back to back, at most WNODE_BATCH_MAX per loop iteration. raft
- * 0.22.1's raft_apply() takes one buffer only (n > 1 silently drops and
- * leaks all but the first: docs/consensus.md), so the batch is n calls in a
- * row; raft_uv queues their appends while its writer is busy and writes
- * each queue as one batch, which is where the fsyncs are saved. */
+ * here, at most WNODE_BATCH_MAX per loop iteration, in ONE submission
+ * (raft_apply_batch, scripts/patches/raft-0.22.1-apply-batch.patch): one
+ * append request for the whole batch and one AppendEntries per follower,
+ * instead of one of each per proposal. Each proposal is still its own log
+ * entry, with its own index, result and callback. The payloads are copied
+ * into one raft_malloc'd block (raft's legacy log copies each entry and
+ * releases the block once); the proposals' own buffers are freed here. */
 static void flush_proposals(struct wnode *n)
 {
-    unsigned submitted = 0;
+    struct prop *batch[WNODE_BATCH_MAX];
+    struct raft_apply *reqs[WNODE_BATCH_MAX];
+    struct raft_buffer bufs[WNODE_BATCH_MAX];
+    unsigned k = 0, i;
+    size_t total = 0, off = 0;
+    uint8_t *block;
+    int rv;
 
-    while (n->queued.head != NULL && submitted < WNODE_BATCH_MAX) {
+    while (n->queued.head != NULL && k < WNODE_BATCH_MAX) {
         struct prop *p = n->queued.head;
-        struct raft_buffer rb;
-        int rv;
 
         plist_remove(&n->queued, p);
         if (!leader_ready(n)) {
             prop_finish(p, refuse_reason(n));
             continue;
         }
-        rb.base = p->buf;
-        rb.len = p->len;
-        rv = raft_apply(&n->raft, &p->req, &rb, 1, apply_cb);
-        if (rv != 0) {
-            /* Ownership of p->buf is unclear here: raft 0.22.1 frees the
-             * entry before some of its failure returns and not before
-             * others (docs/consensus.md). Leaking one buffer on this
-             * unexpected path (leadership and alignment are checked above)
-             * is better than a double free. */
-            wlog(WLOG_WARN, "consensus: raft_apply failed", "error",
-                 raft_errmsg(&n->raft), NULL);
-            p->buf = NULL;
-            prop_finish(p, rv == RAFT_NOTLEADER ? WERR_UNAVAIL : WERR_INTERNAL);
-            continue;
-        }
-        p->buf = NULL; /* raft's now */
+        batch[k++] = p;
+        total += p->len;
+    }
+    if (k == 0)
+        return;
+    block = raft_malloc(total);
+    if (block == NULL) {
+        for (i = 0; i < k; i++)
+            prop_finish(batch[i], WERR_NOMEM);
+        return;
+    }
+    for (i = 0; i < k; i++) {
+        struct prop *p = batch[i];
+
+        memcpy(block + off, p->buf, p->len);
+        bufs[i].base = block + off;
+        bufs[i].len = p->len;
+        off += p->len;
+        free(p->buf);
+        p->buf = NULL;
+        reqs[i] = &p->req;
+    }
+    rv = raft_apply_batch(&n->raft, reqs, block, bufs, k, apply_cb);
+    if (rv != 0) {
+        /* Ownership of the block is unclear here: raft may release it
+         * before some of its failure returns and not before others (as
+         * raft_apply does, docs/consensus.md). Leaking one block on this
+         * unexpected path (leadership and alignment are checked above) is
+         * better than a double free. */
+        wlog(WLOG_WARN, "consensus: raft_apply_batch failed", "error",
+             raft_errmsg(&n->raft), NULL);
+        for (i = 0; i < k; i++)
+            prop_finish(batch[i], rv == RAFT_NOTLEADER ? WERR_UNAVAIL : WERR_INTERNAL);
+        return;
+    }
+    for (i = 0; i < k; i++) {
+        struct prop *p = batch[i];
+
         p->index = p->req.index;
         p->term = raft_current_term(&n->raft);
         plist_push(&n->inflight, p);
-        submitted++;
         n->n_proposals++;
 #ifdef WARDEN_FAULTS
         if (n->fault_ack_before_commit)
             fault_ack_now(p);
 #endif
     }
-    if (submitted > 0)
-        n->n_flushes++;
+    n->n_flushes++;
 }
 
 /* ---- barriers ----------------------------------------------------------------------- */

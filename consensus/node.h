@@ -99,12 +99,19 @@
 /* The leader proposes a Tick after this long without any proposal, so
  * cluster time (and each follower's wall-clock offset) stays fresh. */
 #define WNODE_TICK_IDLE_MS 1000
-/* Snapshot after 1024 entries since the last one and keep the last 512 in
- * the log: a follower less than 512 entries behind catches up from the log;
- * one further behind gets the snapshot. A snapshot copies the whole LMDB env
- * into memory (wfsm_snapshot), so it should not happen every few writes. */
-#define WNODE_SNAPSHOT_THRESHOLD 1024
-#define WNODE_SNAPSHOT_TRAILING 512
+/* Snapshot after 65536 entries since the last one and keep the last 8192
+ * in the log: a follower less than 8192 entries behind catches up from the
+ * log; one further behind gets the snapshot. A snapshot copies the whole
+ * LMDB env into memory on the loop thread (wfsm_snapshot), so its cost
+ * grows with the inventory, not with the entries it compacts: at 1024
+ * (the old default) a 3-node cluster spent most of its write time copying
+ * a few tens of MiB every third of a second (bench/RESULTS.md, "Snapshot
+ * threshold"). etcd's default is 100,000. The other side of the trade:
+ * raft keeps every entry since the last snapshot in memory and raft_uv
+ * reloads them at start-up, i.e. up to ~74 Ki entries of a few hundred
+ * bytes each (tens of MiB, read sequentially). */
+#define WNODE_SNAPSHOT_THRESHOLD 65536
+#define WNODE_SNAPSHOT_TRAILING 8192
 
 struct wnode;
 
