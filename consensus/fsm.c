@@ -589,7 +589,10 @@ int wfsm__pack_resp(struct wfsm_result *res, const ProtobufCMessage *m,
 }
 
 /* A domain call's return: 0, the command's failure (OP_FAILED, res set),
- * or a node failure (negative, e set). */
+ * or a node failure (negative, e set). A command failure whose oe carries
+ * no code (a domain path that returned an error without werr_set) takes
+ * rc as its result code: a failed command never reaches the client, the
+ * audit ledger or the counters as code 0, i.e. as success. */
 int wfsm__op_status(int rc, const struct werr *oe, struct wfsm_result *res,
                      struct werr *e)
 {
@@ -598,7 +601,14 @@ int wfsm__op_status(int rc, const struct werr *oe, struct wfsm_result *res,
     }
     if (wfsm__node_fatal(rc)) {
         *e = *oe;
+        if (e->code == 0)
+            e->code = rc;
         return rc;
+    }
+    if (oe->code == 0) {
+        struct werr coded = *oe;
+        coded.code = rc;
+        return wfsm__cmd_fail(res, &coded);
     }
     return wfsm__cmd_fail(res, oe);
 }

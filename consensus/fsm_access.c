@@ -79,16 +79,10 @@ int wfsm__access_note(const Warden__V1__Command *cmd, uint32_t *action,
 
 /* ---- helpers ------------------------------------------------------------ */
 
-/* wfsm__op_status(), except that a command failure whose oe carries no code
- * takes the domain call's rc as its result code. */
+/* wfsm__op_status() (which codes an uncoded failure with rc). */
 static int status(int rc, const struct werr *oe, struct wfsm_result *res,
                   struct werr *e)
 {
-    if (rc != 0 && oe->code == 0 && !wfsm__node_fatal(rc)) {
-        struct werr coded = *oe;
-        coded.code = rc;
-        return wfsm__cmd_fail(res, &coded);
-    }
     return wfsm__op_status(rc, oe, res, e);
 }
 
