@@ -1201,7 +1201,7 @@ static void parse_args(int argc, char **argv)
             if (strlen(line) >= FO_ID_LEN) {
                 die("%s: id too long", O.ids_file);
             }
-            snprintf(O.ids[n++], FO_ID_LEN, "%s", line);
+            memcpy(O.ids[n++], line, strlen(line) + 1);
         }
         fclose(f);
         if (n < O.events) {
@@ -1324,7 +1324,7 @@ int main(int argc, char **argv)
         }
         t_ack[j] = unary_t;
         ok[j] = ws[j].grpc_status == 0;
-        snprintf(werr[j], FO_ERRMSG, "%d %s", ws[j].grpc_status, ws[j].msg);
+        snprintf(werr[j], FO_ERRMSG, "%d %.*s", ws[j].grpc_status, FO_ERRMSG - 16, ws[j].msg);
         if (!ok[j]) {
             fprintf(stderr, "warden-fanout: write %u failed: grpc-status %s\n", j, werr[j]);
             continue;
@@ -1442,5 +1442,17 @@ int main(int argc, char **argv)
             O.sys == SYS_WARDEN ? "warden" : "etcd", O.watchers, pct(lat, n_lat, 0.5),
             pct(lat, n_lat, 0.99), n_lat ? lat[n_lat - 1] : -1.0, n_lat,
             all_got_all && n_ok == O.events ? "yes" : "NO");
+    for (unsigned j = 0; j < O.events; j++) {
+        free(ws[j].buf);
+    }
+    nghttp2_session_del(wc.h2);
+    SSL_free(wc.ssl);
+    close(wc.fd);
+    free(wc.out);
+    SSL_CTX_free(wctx);
+    free(body.p);
+    free(watch_body.p);
+    free(id_sorted);
+    close(ep);
     return 0;
 }
