@@ -184,7 +184,11 @@ static int meta_load(struct wfsm *f, struct werr *e)
 
 int wfsm__state_open(struct wfsm *f, struct werr *e)
 {
-    struct store_config cfg = {.path = f->dir, .map_size = f->map_size};
+    /* Lazy meta sync: the Raft log, fsynced on a majority before any
+     * entry commits, is the durability point; a commit a crash undoes is
+     * re-applied from it (docs/storage.md, "Durability"). */
+    struct store_config cfg = {.path = f->dir, .map_size = f->map_size,
+                               .flags = STORE_LAZY_META};
     int rc = store_open(&f->s, &cfg, e);
     if (rc) {
         f->s = NULL;

@@ -215,10 +215,18 @@ int store_open(struct store **out, const struct store_config *cfg,
             goto err_close_env;
         }
     }
-    /* Durability: no MDB_NOSYNC, no MDB_NOMETASYNC, no MDB_WRITEMAP, no
-     * MDB_MAPASYNC - a commit returns only after fsync of data and meta
-     * page (docs/storage.md). MDB_NOTLS: read txns are not tied to a thread. */
-    rc = mdb_env_open(s->env, cfg->path, MDB_NOTLS, 0600);
+    /* Durability: no MDB_NOSYNC, no MDB_WRITEMAP, no MDB_MAPASYNC - a
+     * commit returns only after fsync of its data pages; and unless the
+     * owner asks for STORE_LAZY_META (its own log is the durability point),
+     * no MDB_NOMETASYNC either: the meta page is fsynced too (docs/
+     * storage.md). MDB_NOTLS: read txns are not tied to a thread. */
+    if (cfg->flags & ~STORE_LAZY_META) {
+        werr_set(e, WERR_INVALID, "store_open: unknown flags 0x%x", cfg->flags);
+        goto err_close_env;
+    }
+    rc = mdb_env_open(s->env, cfg->path,
+                      MDB_NOTLS | ((cfg->flags & STORE_LAZY_META) ? MDB_NOMETASYNC : 0u),
+                      0600);
     if (rc != 0) {
         translate(rc, e, "env_open");
         goto err_close_env;
@@ -246,6 +254,9 @@ void store_close(struct store *s)
     if (s == NULL) {
         return;
     }
+    /* With STORE_LAZY_META the last commit's meta page may not be on disk
+     * yet: a clean close leaves nothing for the next start to re-apply. */
+    (void)mdb_env_sync(s->env, 1);
     mdb_env_close(s->env);
     free(s);
 }

@@ -2,8 +2,12 @@
  * they are translated to WERR_* at this boundary.
  *
  * Durability (docs/storage.md): the environment is opened without MDB_NOSYNC
- * and without MDB_NOMETASYNC, so a returned store_txn_commit() means the data
- * and the meta page are on disk (fsync). MDB_NOTLS is set because libuv
+ * and, by default, without MDB_NOMETASYNC, so a returned store_txn_commit()
+ * means the data and the meta page are on disk (fsync). STORE_LAZY_META
+ * (the replicated state machine, whose durability point is the Raft log)
+ * sets MDB_NOMETASYNC: a commit fsyncs its data pages, and its meta page
+ * reaches disk with the next commit's fsync, so a system crash can undo the
+ * last commit but never corrupt the env. MDB_NOTLS is set because libuv
  * threads and the raft thread may share read transactions across threads.
  * Only one write transaction exists at a time (LMDB's writer lock).
  *
@@ -30,10 +34,14 @@ struct store;
 struct store_txn;
 struct store_cursor;
 
+/* store_config.flags */
+#define STORE_LAZY_META 1u /* MDB_NOMETASYNC: see the note at the top */
+
 struct store_config {
     const char *path;   /* directory; created if missing. Borrowed. */
     size_t map_size;    /* 0 = STORE_MAP_SIZE_DEFAULT */
     unsigned max_readers; /* 0 = LMDB default (126) */
+    unsigned flags;     /* STORE_LAZY_META or 0 */
 };
 
 struct store_val {
@@ -57,7 +65,8 @@ int store_dbi(struct store *s, const char *name, unsigned *dbi,
  * operation inside a write txn, only store_txn_abort() is allowed. */
 int store_txn_begin(struct store *s, int write, struct store_txn **out,
                     struct werr *e);
-/* Commit and free t (even on failure). Durable on return (see above). */
+/* Commit and free t (even on failure). Durable on return (see above; with
+ * STORE_LAZY_META, durable once the next commit or store_close returns). */
 int store_txn_commit(struct store_txn *t, struct werr *e);
 /* Abort and free t. t may be NULL. */
 void store_txn_abort(struct store_txn *t);

@@ -187,6 +187,39 @@ TEST(reopen_persists)
     store_close(s);
 }
 
+/* STORE_LAZY_META (the fsm's env): commits are visible at once and survive
+ * a close and a reopen without the flag; unknown flags are refused. */
+TEST(lazy_meta_flag)
+{
+    struct werr e = {0};
+    struct store *s;
+    const char *dir = fresh_dir("lazy");
+    struct store_config cfg = {.path = dir, .flags = STORE_LAZY_META};
+    unsigned d;
+    char buf[32];
+
+    CHECK_EQ_INT(store_open(&s, &cfg, &e), 0);
+    CHECK_EQ_INT(store_dbi(s, "lazy", &d, &e), 0);
+    CHECK_EQ_INT(put_str(s, d, "a", "one"), 0);
+    CHECK_EQ_INT(put_str(s, d, "b", "two"), 0);
+    CHECK_EQ_INT(get_str(s, d, "b", buf, sizeof buf), 0);
+    CHECK_EQ_STR(buf, "two");
+    store_close(s);
+
+    CHECK_EQ_INT(open_at(dir, 0, &s, &e), 0);
+    CHECK_EQ_INT(store_dbi(s, "lazy", &d, &e), 0);
+    CHECK_EQ_INT(get_str(s, d, "a", buf, sizeof buf), 0);
+    CHECK_EQ_STR(buf, "one");
+    CHECK_EQ_INT(get_str(s, d, "b", buf, sizeof buf), 0);
+    CHECK_EQ_STR(buf, "two");
+    store_close(s);
+
+    cfg.flags = 0x80u;
+    werr_clear(&e);
+    CHECK_EQ_INT(store_open(&s, &cfg, &e), WERR_INVALID);
+    CHECK(strstr(e.msg, "unknown flags 0x80") != NULL);
+}
+
 TEST(copy_then_open_copy)
 {
     struct werr e = {0};
@@ -585,6 +618,7 @@ int main(void)
     RUN(crud_and_count);
     RUN(cursor_order_and_seek);
     RUN(reopen_persists);
+    RUN(lazy_meta_flag);
     RUN(copy_then_open_copy);
     RUN(map_full_poisons_txn);
     RUN(bad_keys_and_readonly);
