@@ -25,9 +25,10 @@
  * WatchRevocations streams are pumped *before* the client gets its
  * acknowledgement, so a watcher on the leader has the event queued by the
  * time the revoker hears "done" (the fan-out benchmark measures from that
- * acknowledgement). Other revocations (a quarantine through Inventory, any
- * commit on a follower) reach watchers at the next pump, within
- * SVC_TICK_MS.
+ * acknowledgement), and a raft barrier tells the followers of the commit at
+ * once (nudge_followers). Other revocations (a quarantine through
+ * Inventory) and every commit on a follower reach watchers in the loop
+ * iteration after the node applied them (svc_access__poll).
  *
  * Reads. GetAccessPolicy and ListGrants: linearizable (leader, after a
  * barrier) unless asked for serializable (ListGrants' consistency field;
@@ -229,8 +230,35 @@ static void check_cb(struct grpc_call *call, const ProtobufCMessage *msg,
     PROPOSE(ctx, call, msg, &cmd, "check access", check_access_response);
 }
 
+static void nudge_cb(void *arg, int status)
+{
+    (void)arg;
+    (void)status; /* nothing waits on it: best effort */
+}
+
+/* Tell the followers now that a revocation committed. raft 0.22 sends the
+ * leader's commit index only with an AppendEntries, and after an append it
+ * waits a whole heartbeat interval (WNODE_HEARTBEAT_TIMEOUT_MS, 100 ms)
+ * before the next one, so a follower (and every gateway watching it)
+ * would learn of the revocation ~100 ms after the leader's watchers. A
+ * barrier appends an entry, which raft replicates at once, carrying the
+ * new commit index; the followers apply the revocation and pump their
+ * watchers (svc_access__poll) within a round trip. Barriers are shared
+ * (wnode_barrier: one raft barrier for every reader queued in a loop
+ * iteration), so a burst of revocations costs one or a few entries; a
+ * refusal (not the leader, WNODE_READERS_MAX) only loses the shortcut. The
+ * proper fix belongs in consensus/ (send the commit index as soon as it
+ * advances, as etcd's raft does); docs/access.md, "Gaps". */
+static void nudge_followers(struct svc_ctx *ctx)
+{
+    if (wnode_is_leader(ctx->wn)) {
+        (void)wnode_barrier(ctx->wn, nudge_cb, NULL);
+    }
+}
+
 /* RevokeGrant, Lock, Unlock: as svc_propose_reply(), but the watchers are
- * pumped between apply and the reply (file comment). The status mapping is
+ * pumped between apply and the reply (file comment), and the followers are
+ * told of the commit at once (nudge_followers). The status mapping is
  * svc_propose.h's. */
 static void revoke_done_cb(void *arg, int status, struct wfsm_result *res)
 {
@@ -239,8 +267,11 @@ static void revoke_done_cb(void *arg, int status, struct wfsm_result *res)
     const char *what = p->what;
     const ProtobufCMessageDescriptor *desc = p->resp_desc;
     struct grpc_call *call = svc_pending_end(p, NULL);
-    if (status == 0 && res->code == 0 && ctx->access != NULL && !ctx->closing) {
-        pump(ctx, NULL, ctx->now_ms);
+    if (status == 0 && res->code == 0 && !ctx->closing) {
+        nudge_followers(ctx);
+        if (ctx->access != NULL) {
+            pump(ctx, NULL, ctx->now_ms);
+        }
     }
     if (call == NULL) {
         return; /* the client left; the command went on all the same */
