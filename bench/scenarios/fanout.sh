@@ -77,7 +77,7 @@ want() { case ",$SYSTEMS," in *",$1,"*) return 0 ;; esac; return 1; }
 if want warden; then
     warden_up "$OUT/warden" --max-watchers $((MAXW + 64)) --max-inflight $((MAXW + 2048))
     WL=$(warden_wait_leader "$OUT/warden")
-    log "warden leader n$WL (${WARDEN_EP[$WL]})"
+    log "warden leader n$WL (${WARDEN_EP[$WL]}, pid ${WARDEN_PIDS[$WL]}; pids ${WARDEN_PIDS[*]})"
 fi
 if want etcd; then
     etcd_up "$OUT/etcd"
