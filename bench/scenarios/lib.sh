@@ -68,6 +68,16 @@ stop_pid() { # pid comm: SIGTERM, bounded wait, then SIGKILL
     kill -KILL "$pid" 2>/dev/null || true
 }
 
+# forget_pid PID: drop a PID we stopped ourselves from BENCH_PIDS, so a
+# later stop_all never signals whatever process reuses the number.
+forget_pid() {
+    local keep=() entry
+    for entry in "${BENCH_PIDS[@]}"; do
+        [ "${entry%%:*}" = "$1" ] || keep+=("$entry")
+    done
+    BENCH_PIDS=(${keep[@]+"${keep[@]}"})
+}
+
 stop_all() {
     local entry
     for entry in "${BENCH_PIDS[@]}"; do
@@ -176,36 +186,42 @@ subjectAltName=IP:$ip,IP:127.0.0.1"
 # etcd_up DIR: 3 members, client and peer mTLS (--client-cert-auth,
 # --peer-client-cert-auth), default fsync. Member certs also name
 # 127.0.0.1: peers dial from it, and etcd checks a peer cert against the
-# remote address. Sets ETCD_EP[1..3], ETCD_CERTS.
+# remote address. Sets ETCD_EP[1..3], ETCD_PIDS[1..3], ETCD_CERTS.
 etcd_up() {
-    local dir=$1 i cluster=""
+    local dir=$1 i
     command -v etcd >/dev/null || die "no etcd (apt-get install etcd-server etcd-client)"
     ETCD_CERTS=$dir/certs
     etcd_certs "$ETCD_CERTS"
     for i in 1 2 3; do
-        cluster+="${cluster:+,}m$i=https://$(etcd_ip $i):$ETCD_PEER_PORT"
-    done
-    for i in 1 2 3; do
-        local ip
-        ip=$(etcd_ip $i)
-        etcd --name "m$i" --data-dir "$dir/m$i" \
-            --listen-client-urls "https://$ip:$ETCD_CLIENT_PORT" \
-            --advertise-client-urls "https://$ip:$ETCD_CLIENT_PORT" \
-            --listen-peer-urls "https://$ip:$ETCD_PEER_PORT" \
-            --initial-advertise-peer-urls "https://$ip:$ETCD_PEER_PORT" \
-            --initial-cluster "$cluster" --initial-cluster-state new \
-            --initial-cluster-token warden-bench \
-            --cert-file "$ETCD_CERTS/m$i.pem" --key-file "$ETCD_CERTS/m$i-key.pem" \
-            --trusted-ca-file "$ETCD_CERTS/ca.pem" --client-cert-auth \
-            --peer-cert-file "$ETCD_CERTS/m$i.pem" --peer-key-file "$ETCD_CERTS/m$i-key.pem" \
-            --peer-trusted-ca-file "$ETCD_CERTS/ca.pem" --peer-client-cert-auth \
-            --logger zap --log-outputs stderr \
-            </dev/null >>"$dir/m$i.log" 2>&1 &
-        BENCH_PIDS+=("$!:etcd")
-        ETCD_PIDS[$i]=$!
-        ETCD_EP[$i]=$ip:$ETCD_CLIENT_PORT
+        etcd_start_member "$dir" "$i"
     done
     etcd_wait_leader >/dev/null
+}
+
+# etcd_start_member DIR I: start (or restart, on its existing data dir)
+# member I of the cluster etcd_up made; sets ETCD_PIDS[I], ETCD_EP[I].
+etcd_start_member() {
+    local dir=$1 i=$2 j ip cluster=""
+    for j in 1 2 3; do
+        cluster+="${cluster:+,}m$j=https://$(etcd_ip $j):$ETCD_PEER_PORT"
+    done
+    ip=$(etcd_ip "$i")
+    etcd --name "m$i" --data-dir "$dir/m$i" \
+        --listen-client-urls "https://$ip:$ETCD_CLIENT_PORT" \
+        --advertise-client-urls "https://$ip:$ETCD_CLIENT_PORT" \
+        --listen-peer-urls "https://$ip:$ETCD_PEER_PORT" \
+        --initial-advertise-peer-urls "https://$ip:$ETCD_PEER_PORT" \
+        --initial-cluster "$cluster" --initial-cluster-state new \
+        --initial-cluster-token warden-bench \
+        --cert-file "$ETCD_CERTS/m$i.pem" --key-file "$ETCD_CERTS/m$i-key.pem" \
+        --trusted-ca-file "$ETCD_CERTS/ca.pem" --client-cert-auth \
+        --peer-cert-file "$ETCD_CERTS/m$i.pem" --peer-key-file "$ETCD_CERTS/m$i-key.pem" \
+        --peer-trusted-ca-file "$ETCD_CERTS/ca.pem" --peer-client-cert-auth \
+        --logger zap --log-outputs stderr \
+        </dev/null >>"$dir/m$i.log" 2>&1 &
+    BENCH_PIDS+=("$!:etcd")
+    ETCD_PIDS[$i]=$!
+    ETCD_EP[$i]=$ip:$ETCD_CLIENT_PORT
 }
 
 etcdctl_() {
