@@ -309,6 +309,10 @@ for s in systems:
         print("  cluster (from first exec): first linearizable read %s ms (node %s), "
               "first write %s ms (node %s)" % (fmt(rd), p["cluster"]["read_by"], fmt(wr),
                                                p["cluster"]["write_by"]))
+        acc = [ms(p["nodes"][i]["t_ns"].get("accept"), t0) for i in ("1", "2", "3")]
+        if rd is not None and all(x is not None for x in acc):
+            print("  split: last member accepting at %.0f ms, then %.0f ms to the first "
+                  "linearizable read (election + barrier)" % (max(acc), rd - max(acc)))
         if rd is not None:
             cl_read.append(rd)
         if wr is not None:
