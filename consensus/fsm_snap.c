@@ -2,8 +2,8 @@
  * restore that a crash interrupted (issue 3, "Snapshots" and "Exactly once
  * across restarts").
  *
- * A snapshot is the bytes of a compacted LMDB copy (store_copy, i.e.
- * mdb_env_copy2 with MDB_CP_COMPACT): the whole env, applied index and
+ * A snapshot is the bytes of a compacted LMDB copy (store_copy_mem, i.e.
+ * mdb_env_copyfd2 with MDB_CP_COMPACT into a memfd): the whole env, applied index and
  * cluster time included, so a restored node skips exactly the entries the
  * snapshot already holds.
  *
@@ -214,55 +214,6 @@ int wfsm__recover(struct wfsm *f, struct werr *e)
 
 /* ---- snapshot -----------------------------------------------------------*/
 
-static int read_file(const char *path, size_t max, uint8_t **buf,
-                     size_t *len, struct werr *e)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        return errno_set(e, errno, "open", path);
-    }
-    int rc;
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        rc = errno_set(e, errno, "stat", path);
-        goto err_close;
-    }
-    if (st.st_size <= 0 || (uint64_t)st.st_size > max) {
-        rc = werr_set(e, WERR_LIMIT, "%s is %lld bytes, limit %zu (map size)",
-                      path, (long long)st.st_size, max);
-        goto err_close;
-    }
-    size_t n = (size_t)st.st_size;
-    uint8_t *b = malloc(n);
-    if (b == NULL) {
-        rc = werr_set(e, WERR_NOMEM, "snapshot of %zu bytes", n);
-        goto err_close;
-    }
-    size_t got = 0;
-    while (got < n) {
-        size_t want = n - got < IO_CHUNK ? n - got : IO_CHUNK;
-        ssize_t r = read(fd, b + got, want);
-        if (r < 0 && errno == EINTR) {
-            continue;
-        }
-        if (r <= 0) {
-            rc = r < 0 ? errno_set(e, errno, "read", path)
-                       : werr_set(e, WERR_IO, "read %s: short file", path);
-            free(b);
-            goto err_close;
-        }
-        got += (size_t)r;
-    }
-    close(fd);
-    *buf = b;
-    *len = n;
-    return 0;
-
-err_close:
-    close(fd);
-    return rc;
-}
-
 int wfsm_snapshot(struct wfsm *f, uint8_t **buf, size_t *len, struct werr *e)
 {
     struct werr e_local;
@@ -280,30 +231,9 @@ int wfsm_snapshot(struct wfsm *f, uint8_t **buf, size_t *len, struct werr *e)
         return werr_set(e, WERR_PRECOND,
                         "wfsm_snapshot: a batch is open; commit it first");
     }
-    char snap[WFSM_PATH_MAX], data[WFSM_PATH_MAX + sizeof DATA_FILE + 1];
-    path_of(snap, f->dir, WFSM_SUFFIX_SNAPSHOT);
-    snprintf(data, sizeof data, "%s/%s", snap, DATA_FILE);
-    int rc = env_dir_remove(snap, e); /* a failed earlier attempt */
-    if (rc) {
-        goto err_wrap;
-    }
-    if (mkdir(snap, 0700) != 0) {
-        rc = errno_set(e, errno, "mkdir", snap);
-        goto err_wrap;
-    }
-    rc = store_copy(f->s, snap, e);
-    if (rc == 0) {
-        rc = read_file(data, f->map_size, buf, len, e);
-    }
-    struct werr e2 = {0};
-    int rc2 = env_dir_remove(snap, &e2);
-    if (rc == 0 && rc2 != 0) {
-        free(*buf);
-        *buf = NULL;
-        *e = e2;
-        rc = rc2;
-    }
-    if (rc) {
+    /* In memory (store_copy_mem): no temporary env on disk. An older
+     * build's leftover <dir>.snapshot.tmp is removed by wfsm__recover. */
+    if (store_copy_mem(f->s, f->map_size, buf, len, e) != 0) {
         goto err_wrap;
     }
     return 0;

@@ -14,13 +14,19 @@
  *     intact (mdb_put checks before touching any page).
  * Read txns follow the same rule; nothing can be committed from them, but a
  * caller that ignores an error still cannot keep using a broken snapshot. */
+/* memfd_create (store_copy_mem); before any system header. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
 #include "store.h"
 
 #include <errno.h>
 #include <lmdb.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 struct store {
     MDB_env *env;
@@ -656,6 +662,63 @@ int store_copy(struct store *s, const char *dst_dir, struct werr *e)
         return werr_wrap(e, "store_copy to %s", dst_dir);
     }
     return 0;
+}
+
+int store_copy_mem(struct store *s, size_t max, uint8_t **buf, size_t *len,
+                   struct werr *e)
+{
+    /* Into an anonymous memory file, not a directory: mdb_env_copy2 opens
+     * its target O_DIRECT, so a snapshot used to write the whole env to
+     * disk synchronously and read it back, on the caller's (the loop's)
+     * thread, before raft_uv wrote it again. mdb_env_copyfd2 does no
+     * O_DIRECT; the copy stays in memory. */
+    int fd = memfd_create("warden-store-copy", MFD_CLOEXEC);
+    int rc;
+    off_t end;
+    uint8_t *b = NULL;
+    size_t n, got = 0;
+
+    if (fd < 0) {
+        return werr_set(e, errno == ENOMEM || errno == EMFILE ? WERR_NOMEM : WERR_IO,
+                        "store_copy_mem: memfd_create: %s", strerror(errno));
+    }
+    rc = mdb_env_copyfd2(s->env, fd, MDB_CP_COMPACT);
+    if (rc != 0) {
+        translate(rc, e, "env_copyfd2");
+        goto err;
+    }
+    end = lseek(fd, 0, SEEK_END);
+    if (end <= 0 || (uint64_t)end > max) {
+        rc = werr_set(e, end < 0 ? WERR_IO : WERR_LIMIT,
+                      "copy is %lld bytes, limit %zu", (long long)end, max);
+        goto err;
+    }
+    n = (size_t)end;
+    if ((b = malloc(n)) == NULL) {
+        rc = werr_set(e, WERR_NOMEM, "copy of %zu bytes", n);
+        goto err;
+    }
+    while (got < n) {
+        ssize_t r = pread(fd, b + got, n - got, (off_t)got);
+        if (r < 0 && errno == EINTR) {
+            continue;
+        }
+        if (r <= 0) {
+            rc = werr_set(e, WERR_IO, "reading the copy back: %s",
+                          r < 0 ? strerror(errno) : "short");
+            free(b);
+            goto err;
+        }
+        got += (size_t)r;
+    }
+    close(fd);
+    *buf = b;
+    *len = n;
+    return 0;
+
+err:
+    close(fd);
+    return werr_wrap(e, "store_copy_mem");
 }
 
 int store_txn_failed(const struct store_txn *t)

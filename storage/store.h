@@ -103,6 +103,11 @@ int store_count(struct store_txn *t, unsigned dbi, uint64_t *out,
  * (existing, empty) directory dst_dir. Runs in its own read txn, so writers
  * are not blocked. Used for snapshots. */
 int store_copy(struct store *s, const char *dst_dir, struct werr *e);
+/* The same compacted, point-in-time copy, into memory: *buf (malloc'd,
+ * caller frees) holds a complete data.mdb image of *len bytes. WERR_LIMIT
+ * if it would exceed max bytes. Uses an anonymous memory file, no disk. */
+int store_copy_mem(struct store *s, size_t max, uint8_t **buf, size_t *len,
+                   struct werr *e);
 
 /* ---- additions (compatible with the contract above) -------------------
  * Poisoning, precisely: WERR_NOTFOUND (get/del/seek/next) and WERR_EXISTS

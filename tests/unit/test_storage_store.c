@@ -265,6 +265,49 @@ TEST(copy_then_open_copy)
     store_close(c);
 }
 
+/* store_copy_mem: the image opens as an env holding the data; a limit
+ * below its size is WERR_LIMIT. */
+TEST(copy_mem_then_open_image)
+{
+    struct werr e = {0};
+    struct store *s, *c;
+    const char *src = fresh_dir("copymem-src");
+    char dst[600], file[700];
+    uint8_t *img = NULL;
+    size_t len = 0;
+    unsigned d;
+    char buf[32];
+
+    CHECK_EQ_INT(open_at(src, 0, &s, &e), 0);
+    CHECK_EQ_INT(store_dbi(s, "m", &d, &e), 0);
+    CHECK_EQ_INT(put_str(s, d, "k1", "v1"), 0);
+    CHECK_EQ_INT(put_str(s, d, "k2", "v2"), 0);
+    CHECK_EQ_INT(store_copy_mem(s, (size_t)1 << 30, &img, &len, &e), 0);
+    CHECK(img != NULL && len >= 4096 && len % 4096 == 0);
+    werr_clear(&e);
+    uint8_t *tiny = NULL;
+    size_t tlen = 0;
+    CHECK_EQ_INT(store_copy_mem(s, 4096, &tiny, &tlen, &e), WERR_LIMIT);
+    CHECK(tiny == NULL);
+    store_close(s);
+
+    snprintf(dst, sizeof dst, "%s", fresh_dir("copymem-dst"));
+    CHECK_EQ_INT(mkdir(dst, 0700), 0);
+    snprintf(file, sizeof file, "%s/data.mdb", dst);
+    int fd = open(file, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    CHECK(fd >= 0);
+    CHECK_EQ_INT((int)write(fd, img, len), (int)len);
+    close(fd);
+    free(img);
+    CHECK_EQ_INT(open_at(dst, 0, &c, &e), 0);
+    CHECK_EQ_INT(store_dbi(c, "m", &d, &e), 0);
+    CHECK_EQ_INT(get_str(c, d, "k1", buf, sizeof buf), 0);
+    CHECK_EQ_STR(buf, "v1");
+    CHECK_EQ_INT(get_str(c, d, "k2", buf, sizeof buf), 0);
+    CHECK_EQ_STR(buf, "v2");
+    store_close(c);
+}
+
 TEST(map_full_poisons_txn)
 {
     struct werr e = {0};
@@ -620,6 +663,7 @@ int main(void)
     RUN(reopen_persists);
     RUN(lazy_meta_flag);
     RUN(copy_then_open_copy);
+    RUN(copy_mem_then_open_image);
     RUN(map_full_poisons_txn);
     RUN(bad_keys_and_readonly);
     RUN(corrupt_file_is_corrupt);
