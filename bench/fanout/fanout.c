@@ -18,7 +18,9 @@
  * every process on the host). Latency = last receive - t_ack over all
  * processes. The writer waits until every watcher has the event (or
  * --event-timeout-ms), then --gap-ms, then writes the next, so events never
- * overlap. A watcher is "ready" when its first message arrives (warden's
+ * overlap; the pause is --gap-ms plus a uniform random 0..--gap-jitter-ms
+ * (default 100) so writes do not phase-lock to a server timer. A watcher
+ * is "ready" when its first message arrives (warden's
  * first progress message, etcd's `created` response); events start once
  * all are ready.
  *
@@ -88,7 +90,7 @@ struct fo_opts {
     char ids[FO_EVENTS_MAX][FO_ID_LEN];
     const char *prefix;
     unsigned value_size;
-    unsigned gap_ms, event_timeout_ms, ready_timeout_s;
+    unsigned gap_ms, gap_jitter_ms, event_timeout_ms, ready_timeout_s;
     const char *label, *out;
 };
 
@@ -1101,7 +1103,7 @@ static void usage(void)
             "         --writer IP:PORT --writer-cert F --writer-key F\n"
             "         [--watchers N] [--streams S] [--procs P] [--events K]\n"
             "         [--ids FILE (warden: grant ids)] [--prefix P (etcd)]\n"
-            "         [--value-size B] [--gap-ms G] [--event-timeout-ms T]\n"
+            "         [--value-size B] [--gap-ms G] [--gap-jitter-ms J] [--event-timeout-ms T]\n"
             "         [--ready-timeout-s T] [--label TEXT] [--out FILE]\n");
     exit(2);
 }
@@ -1115,6 +1117,7 @@ static void parse_args(int argc, char **argv)
     O.prefix = "/fanout/";
     O.value_size = 128;
     O.gap_ms = 200;
+    O.gap_jitter_ms = 100;
     O.event_timeout_ms = 10000;
     O.ready_timeout_s = 180;
     O.label = "";
@@ -1164,6 +1167,8 @@ static void parse_args(int argc, char **argv)
             O.value_size = num(a, v, 1, 4096);
         } else if (!strcmp(a, "--gap-ms")) {
             O.gap_ms = num(a, v, 0, FO_GAP_MS_MAX);
+        } else if (!strcmp(a, "--gap-jitter-ms")) {
+            O.gap_jitter_ms = num(a, v, 0, FO_GAP_MS_MAX);
         } else if (!strcmp(a, "--event-timeout-ms")) {
             O.event_timeout_ms = num(a, v, 100, FO_EVENT_TIMEOUT_MS_MAX);
         } else if (!strcmp(a, "--ready-timeout-s")) {
@@ -1222,6 +1227,7 @@ int main(int argc, char **argv)
     parse_args(argc, argv);
     ids_index();
     signal(SIGPIPE, SIG_IGN);
+    srandom((unsigned)now_ns());
     /* The watch request every stream sends. */
     struct pb m = {0};
     if (O.sys == SYS_WARDEN) {
@@ -1332,7 +1338,11 @@ int main(int argc, char **argv)
         n_ok++;
         complete[j] = run_until(ep, &wc, all_done,
                                 t_ack[j] + (uint64_t)O.event_timeout_ms * 1000000u);
-        run_until(ep, &wc, never, now_ns() + (uint64_t)O.gap_ms * 1000000u);
+        /* A random extra pause: writes must not phase-lock to a periodic
+         * timer of the server (raft's 100 ms heartbeat), which would make
+         * every write see the same best or worst case. */
+        uint64_t gap = O.gap_ms + (O.gap_jitter_ms ? (uint64_t)random() % (O.gap_jitter_ms + 1u) : 0);
+        run_until(ep, &wc, never, now_ns() + gap * 1000000u);
     }
     /* Stop the watchers and collect their tallies. */
     for (unsigned i = 0; i < n_kids; i++) {

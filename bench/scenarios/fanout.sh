@@ -136,11 +136,12 @@ def load(name):
     return json.load(open(p)) if os.path.exists(p) else None
 print(f"fan-out, placement {placement}: latency = last watcher's receive - write ack, ms")
 print("| system | watchers | events ok | every watcher got every event | min reached "
-      "| p50 | p99 | max | first watcher p50 | per-node last p50 | ready s | client cpu s |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-ratios = []
+      "| p50 | p99 | max | first watcher p50 | per-node last p50 | write ack p50 / max "
+      "| send to last p50 / p99 | ready s | client cpu s |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+ratios, e2e = [], {}
 for n in sizes:
-    r = {}
+    r, e2e = {}, {}
     for sysname in ("warden", "etcd"):
         j = load(f"{sysname}-{n}.json")
         r[sysname] = j
@@ -152,22 +153,32 @@ for n in sizes:
         for k in range(len(j["endpoints"])):
             xs = sorted(e["last_ms_by_endpoint"][k] for e in ok)
             per_node.append(f"{xs[len(xs) // 2]:.1f}" if xs else "-")
+        ws = sorted(e["write_ms"] for e in ok) or [float("nan")]
+        # End to end: the revoker's send to the last watcher (write + fan-out).
+        ee = sorted(e["write_ms"] + e["last_ms"] for e in ok) or [float("nan")]
+        e2e[sysname] = (ee[len(ee) // 2], ee[min(len(ee) - 1, round(0.99 * (len(ee) - 1)))])
         print(f"| {sysname} | {n} | {j['writes_ok']}/{len(j['events'])} "
               f"| {'yes' if j['all_watchers_got_every_event'] else 'NO'} "
               f"| {j['min_watchers_reached']} | {lw['p50']:.2f} | {lw['p99']:.2f} | {lw['max']:.2f} "
               f"| {j['first_watcher_ms']['p50']:.2f} | {' / '.join(per_node)} "
+              f"| {ws[len(ws) // 2]:.1f} / {ws[-1]:.1f} "
+              f"| {e2e[sysname][0]:.1f} / {e2e[sysname][1]:.1f} "
               f"| {j['ready_s']:.1f} | {j['client_cpu_s']:.1f} |")
     w, e = r["warden"], r["etcd"]
     if w and e and e["last_watcher_ms"]["p99"] > 0 and e["last_watcher_ms"]["p50"] > 0:
         ratios.append("ratio fanout %d p99=%.2f p50=%.2f" % (
             n, w["last_watcher_ms"]["p99"] / e["last_watcher_ms"]["p99"],
             w["last_watcher_ms"]["p50"] / e["last_watcher_ms"]["p50"]))
+        ratios.append("ratio fanout-send-to-last %d p99=%.2f p50=%.2f" % (
+            n, e2e["warden"][1] / e2e["etcd"][1], e2e["warden"][0] / e2e["etcd"][0]))
     else:
         ratios.append("ratio fanout %d p99=nan p50=nan" % n)
     hwm = os.path.join(out, f"warden-{n}.vmhwm")
     if os.path.exists(hwm):
         print(f"warden VmHWM after {n} watchers (kB): " + open(hwm).read().replace("\n", "  "))
 print("\n".join(ratios))
+print("(ratio fanout: from the write's ack, the issue's definition; "
+      "fanout-send-to-last: from the write's send, i.e. write latency included)")
 PY
 want warden && warden_args_note
 log "results in $OUT"
