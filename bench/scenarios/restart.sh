@@ -325,6 +325,16 @@ for s in systems:
         if s == "warden" and isinstance(st, dict):
             for nid, x in sorted(st.get("nodes", {}).items()):
                 print("  status %s: %s" % (nid, json.dumps(x)))
+                if "last_index" in x:
+                    # What raft_start loaded: the newest snapshot (if any) and
+                    # every log entry after it (the probe's own writes are a
+                    # few entries at the end); restores says whether the fsm
+                    # restored it or skipped it (LMDB already newer).
+                    print("  start %s: snapshot at index %d, log entries %d..%d (%d) loaded and "
+                          "re-applied (skipped when <= LMDB's applied index), restores %d "
+                          "(skipped %d)" % (nid, x["snapshot_index"], x["snapshot_index"] + 1,
+                                            x["last_index"], x["last_index"] - x["snapshot_index"],
+                                            x["restores"], x["restores_skipped"]))
     res[s] = {"read_ms": cl_read, "write_ms": cl_write,
               "read_med": statistics.median(cl_read) if cl_read else None,
               "write_med": statistics.median(cl_write) if cl_write else None}
