@@ -598,6 +598,8 @@ static int rfsm_snapshot(struct raft_fsm *rf, struct raft_buffer *bufs[],
     uint8_t *data = NULL;
     size_t len = 0;
     struct werr e;
+    uint64_t t0;
+    char bytes[24], ms[24];
 
     if (n->failed)
         return RAFT_IOERR; /* see node_fail */
@@ -606,6 +608,7 @@ static int rfsm_snapshot(struct raft_fsm *rf, struct raft_buffer *bufs[],
      * holds it open: then no snapshot now, raft tries again later). */
     if (n->hold_batch && wfsm_batch_active(n->fsm))
         return RAFT_BUSY;
+    t0 = mono_ms();
     if (batch_commit(n) != 0)
         return RAFT_IOERR;
     werr_clear(&e);
@@ -613,6 +616,11 @@ static int rfsm_snapshot(struct raft_fsm *rf, struct raft_buffer *bufs[],
         wlog(WLOG_WARN, "consensus: snapshot failed", "error", e.msg, NULL);
         return RAFT_IOERR;
     }
+    /* The copy runs on the loop thread: its duration is how long this node
+     * stopped serving (docs/consensus.md, "Known gaps"). */
+    snprintf(bytes, sizeof bytes, "%zu", len);
+    snprintf(ms, sizeof ms, "%llu", (unsigned long long)(mono_ms() - t0));
+    wlog(WLOG_INFO, "consensus: snapshot taken", "bytes", bytes, "loop_ms", ms, NULL);
     /* fsm version 1: raft owns the array and each base and releases them
      * with raft_free. The default raft heap is malloc/free, so the fsm's
      * malloc'd buffer is compatible. */
