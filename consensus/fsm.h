@@ -88,8 +88,10 @@ int wfsm_apply(struct wfsm *f, uint64_t index, const void *buf, size_t len,
                struct wfsm_result *res, struct werr *e);
 
 /* Snapshot: a consistent compacted copy of the env (it includes the applied
- * index). *buf malloc'd, owned by the caller. */
+ * index). *buf is read-only and owned by the caller, who releases it with
+ * wfsm_snapshot_free (a mapping, not malloc'd: store_copy_mem). */
 int wfsm_snapshot(struct wfsm *f, uint8_t **buf, size_t *len, struct werr *e);
+void wfsm_snapshot_free(uint8_t *buf, size_t len);
 /* Restore from snapshot bytes: if the snapshot's applied index <= the
  * current applied index, do nothing (*skipped = 1). Otherwise write a temp
  * env, fsync, rename it over the live one and reopen. */

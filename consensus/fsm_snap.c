@@ -242,6 +242,11 @@ err_wrap:
     return werr_wrap(e, "wfsm_snapshot %s", f->dir);
 }
 
+void wfsm_snapshot_free(uint8_t *buf, size_t len)
+{
+    store_copy_mem_free(buf, len);
+}
+
 /* ---- restore ------------------------------------------------------------*/
 
 static int write_file_sync(const char *path, const uint8_t *b, size_t n,

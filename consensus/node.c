@@ -621,18 +621,33 @@ static int rfsm_snapshot(struct raft_fsm *rf, struct raft_buffer *bufs[],
     snprintf(bytes, sizeof bytes, "%zu", len);
     snprintf(ms, sizeof ms, "%llu", (unsigned long long)(mono_ms() - t0));
     wlog(WLOG_INFO, "consensus: snapshot taken", "bytes", bytes, "loop_ms", ms, NULL);
-    /* fsm version 1: raft owns the array and each base and releases them
-     * with raft_free. The default raft heap is malloc/free, so the fsm's
-     * malloc'd buffer is compatible. */
+    /* fsm version 2: the array and the image stay ours; raft hands them
+     * back to rfsm_snapshot_finalize once raft_uv has written them (or
+     * failed to). The image is a mapping (wfsm_snapshot_free), which a
+     * raft_free would corrupt. */
     *bufs = raft_malloc(sizeof **bufs);
     if (*bufs == NULL) {
-        free(data);
+        wfsm_snapshot_free(data, len);
         return RAFT_NOMEM;
     }
     (*bufs)[0].base = data;
     (*bufs)[0].len = len;
     *n_bufs = 1;
     n->n_snapshots++;
+    return 0;
+}
+
+static int rfsm_snapshot_finalize(struct raft_fsm *rf, struct raft_buffer *bufs[],
+                                  unsigned *n_bufs)
+{
+    (void)rf;
+    if (*bufs != NULL) {
+        for (unsigned i = 0; i < *n_bufs; i++)
+            wfsm_snapshot_free((*bufs)[i].base, (*bufs)[i].len);
+        raft_free(*bufs);
+    }
+    *bufs = NULL;
+    *n_bufs = 0;
     return 0;
 }
 
@@ -1354,11 +1369,12 @@ static int start_raft(struct wnode *n, const struct wnode_config *cfg,
     if (cfg->connect_retry_ms)
         raft_uv_set_connect_retry_delay(&n->io, cfg->connect_retry_ms);
 
-    n->rfsm.version = 1;
+    n->rfsm.version = 2; /* snapshot_finalize releases our mapped image */
     n->rfsm.data = n;
     n->rfsm.apply = rfsm_apply;
     n->rfsm.snapshot = rfsm_snapshot;
     n->rfsm.restore = rfsm_restore;
+    n->rfsm.snapshot_finalize = rfsm_snapshot_finalize;
     if ((rv = raft_init(&n->raft, &n->io, &n->rfsm, n->id, n->address)) != 0)
         return werr_set(e, raft_to_werr(rv), "raft_init: %s",
                         raft_errmsg(&n->raft));

@@ -671,12 +671,13 @@ int store_copy_mem(struct store *s, size_t max, uint8_t **buf, size_t *len,
      * its target O_DIRECT, so a snapshot used to write the whole env to
      * disk synchronously and read it back, on the caller's (the loop's)
      * thread, before raft_uv wrote it again. mdb_env_copyfd2 does no
-     * O_DIRECT; the copy stays in memory. */
+     * O_DIRECT, and the result is the memfd's own pages, mapped: reading
+     * them into a fresh malloc'd buffer cost more than the copy itself
+     * (page faults on hundreds of MiB; 0.13-0.8 s for a 216 MB env). */
     int fd = memfd_create("warden-store-copy", MFD_CLOEXEC);
     int rc;
     off_t end;
-    uint8_t *b = NULL;
-    size_t n, got = 0;
+    void *m;
 
     if (fd < 0) {
         return werr_set(e, errno == ENOMEM || errno == EMFILE ? WERR_NOMEM : WERR_IO,
@@ -689,36 +690,31 @@ int store_copy_mem(struct store *s, size_t max, uint8_t **buf, size_t *len,
     }
     end = lseek(fd, 0, SEEK_END);
     if (end <= 0 || (uint64_t)end > max) {
-        rc = werr_set(e, end < 0 ? WERR_IO : WERR_LIMIT,
-                      "copy is %lld bytes, limit %zu", (long long)end, max);
+        werr_set(e, end < 0 ? WERR_IO : WERR_LIMIT, "copy is %lld bytes, limit %zu",
+                 (long long)end, max);
         goto err;
     }
-    n = (size_t)end;
-    if ((b = malloc(n)) == NULL) {
-        rc = werr_set(e, WERR_NOMEM, "copy of %zu bytes", n);
+    m = mmap(NULL, (size_t)end, PROT_READ, MAP_SHARED, fd, 0);
+    if (m == MAP_FAILED) {
+        werr_set(e, errno == ENOMEM ? WERR_NOMEM : WERR_IO, "mmap of the copy: %s",
+                 strerror(errno));
         goto err;
     }
-    while (got < n) {
-        ssize_t r = pread(fd, b + got, n - got, (off_t)got);
-        if (r < 0 && errno == EINTR) {
-            continue;
-        }
-        if (r <= 0) {
-            rc = werr_set(e, WERR_IO, "reading the copy back: %s",
-                          r < 0 ? strerror(errno) : "short");
-            free(b);
-            goto err;
-        }
-        got += (size_t)r;
-    }
-    close(fd);
-    *buf = b;
-    *len = n;
+    close(fd); /* the mapping keeps the memfd's pages */
+    *buf = m;
+    *len = (size_t)end;
     return 0;
 
 err:
     close(fd);
     return werr_wrap(e, "store_copy_mem");
+}
+
+void store_copy_mem_free(uint8_t *buf, size_t len)
+{
+    if (buf != NULL) {
+        munmap(buf, len);
+    }
 }
 
 int store_txn_failed(const struct store_txn *t)

@@ -103,11 +103,14 @@ int store_count(struct store_txn *t, unsigned dbi, uint64_t *out,
  * (existing, empty) directory dst_dir. Runs in its own read txn, so writers
  * are not blocked. Used for snapshots. */
 int store_copy(struct store *s, const char *dst_dir, struct werr *e);
-/* The same compacted, point-in-time copy, into memory: *buf (malloc'd,
- * caller frees) holds a complete data.mdb image of *len bytes. WERR_LIMIT
- * if it would exceed max bytes. Uses an anonymous memory file, no disk. */
+/* The same compacted, point-in-time copy, into memory: *buf, read-only,
+ * holds a complete data.mdb image of *len bytes; the caller owns it and
+ * releases it with store_copy_mem_free (it is a mapping, not malloc'd).
+ * WERR_LIMIT if it would exceed max bytes. An anonymous memory file; no
+ * disk. */
 int store_copy_mem(struct store *s, size_t max, uint8_t **buf, size_t *len,
                    struct werr *e);
+void store_copy_mem_free(uint8_t *buf, size_t len);
 
 /* ---- additions (compatible with the contract above) -------------------
  * Poisoning, precisely: WERR_NOTFOUND (get/del/seek/next) and WERR_EXISTS

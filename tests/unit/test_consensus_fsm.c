@@ -713,7 +713,7 @@ TEST(snapshot_restore_round_trip)
     /* equal index: skipped too (LMDB already holds it) */
     CHECK_EQ_INT(wfsm_restore(a, snap, snap_len, &skipped, &e), 0);
     CHECK_EQ_INT(skipped, 1);
-    free(snap);
+    wfsm_snapshot_free(snap, snap_len);
     wfsm_close(a);
     wfsm_close(b);
 }
@@ -841,7 +841,7 @@ TEST(interrupted_restore_recovery)
     CHECK_EQ_INT(rc, WERR_PRECOND);
     CHECK(strstr(e.msg, "precious.txt") != NULL);
     CHECK(path_exists(p));
-    free(snap);
+    wfsm_snapshot_free(snap, snap_len);
 }
 
 int main(void)

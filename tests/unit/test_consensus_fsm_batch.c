@@ -618,8 +618,8 @@ TEST(snapshot_and_restore_refuse_an_open_batch)
     CHECK_EQ_INT(wfsm_snapshot(f, &snap2, &len2, &e), 0);
     CHECK_EQ_INT(wfsm_restore(f, snap, len, &skipped, &e), 0);
     CHECK_EQ_INT(skipped, 1); /* ours (6) is newer than the snapshot (5) */
-    free(snap);
-    free(snap2);
+    wfsm_snapshot_free(snap, len);
+    wfsm_snapshot_free(snap2, len2);
     wfsm_close(f);
 }
 

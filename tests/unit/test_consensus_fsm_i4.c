@@ -1031,7 +1031,7 @@ TEST(identical_heads_and_snapshot)
     /* c is at the same index (8 each... make c older) */
     CHECK(wfsm_applied_index(c) < wfsm_applied_index(a));
     CHECK_EQ_INT(wfsm_restore(c, snap, len, &skipped, &e), 0);
-    free(snap);
+    wfsm_snapshot_free(snap, len);
     CHECK_EQ_INT(skipped, 0);
     CHECK_EQ_INT(head(c, hc), 6);
     CHECK(memcmp(ha, hc, sizeof ha) == 0);

@@ -298,7 +298,7 @@ TEST(copy_mem_then_open_image)
     CHECK(fd >= 0);
     CHECK_EQ_INT((int)write(fd, img, len), (int)len);
     close(fd);
-    free(img);
+    store_copy_mem_free(img, len);
     CHECK_EQ_INT(open_at(dst, 0, &c, &e), 0);
     CHECK_EQ_INT(store_dbi(c, "m", &d, &e), 0);
     CHECK_EQ_INT(get_str(c, d, "k1", buf, sizeof buf), 0);
