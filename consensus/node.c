@@ -4,6 +4,7 @@
 #include "consensus/node.h"
 
 #include <errno.h>
+#include <dirent.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -129,6 +130,7 @@ struct wnode {
     int64_t wall_offset_ms;
 
     int failed;
+    int starting;                   /* inside raft_start (rfsm_restore) */
     int fatal_pending;              /* on_fatal not yet called */
     struct werr fatal;
     wnode_fatal_cb on_fatal;
@@ -651,6 +653,27 @@ static int rfsm_snapshot_finalize(struct raft_fsm *rf, struct raft_buffer *bufs[
     return 0;
 }
 
+/* The highest index among the snapshots raft_uv keeps in raft_dir
+ * ("snapshot-<term>-<index>-<timestamp>[.meta]"), 0 if none or unreadable.
+ * raft_start loads the newest valid one, so its index is at most this. */
+static uint64_t newest_snapshot_index(const char *raft_dir)
+{
+    DIR *d = opendir(raft_dir);
+    struct dirent *de;
+    uint64_t best = 0;
+    unsigned long long term, index, ts;
+
+    if (d == NULL)
+        return 0;
+    while ((de = readdir(d)) != NULL) {
+        if (sscanf(de->d_name, "snapshot-%llu-%llu-%llu", &term, &index, &ts) == 3 &&
+            index > best)
+            best = index;
+    }
+    closedir(d);
+    return best;
+}
+
 /* raft 0.22 (raft_start and the legacy install path): on success the FSM
  * owns buf->base and must release it; on failure raft frees it. */
 static int rfsm_restore(struct raft_fsm *rf, struct raft_buffer *buf)
@@ -658,9 +681,34 @@ static int rfsm_restore(struct raft_fsm *rf, struct raft_buffer *buf)
     struct wnode *n = rf->data;
     int skipped = 0;
     struct werr e;
+    uint64_t snap_max;
 
     if (n->failed)
         return RAFT_IOERR;
+    /* At start-up raft hands us its newest snapshot, which our own LMDB
+     * normally already holds (the snapshot was copied from it). Knowing
+     * that from the file names spares writing the image out, fsyncing it
+     * and opening it just to read its applied index (wfsm_restore): for a
+     * large fleet that was most of a restart (issue 8, scenario 5). Any
+     * snapshot raft could have loaded is at or below the newest name; if
+     * that is at or below our applied index, ours is as new or newer, and
+     * raft re-applies nothing at or below it. */
+    if (n->starting && n->fsm != NULL && !wfsm_batch_active(n->fsm) &&
+        (snap_max = newest_snapshot_index(n->raft_dir)) != 0 &&
+        snap_max <= wfsm_applied_index(n->fsm)) {
+        char idx[24], si[24];
+        raft_free(buf->base);
+        n->n_restores++;
+        n->n_restores_skipped++;
+        n->ct_base_ms = wfsm_cluster_time(n->fsm);
+        n->ct_applied_at_ms = mono_ms();
+        snprintf(idx, sizeof idx, "%" PRIu64, wfsm_applied_index(n->fsm));
+        snprintf(si, sizeof si, "%" PRIu64, snap_max);
+        wlog(WLOG_INFO, "consensus: snapshot restored", "fsm_applied", idx,
+             "skipped", "true", "why", "local state is at or past the snapshot",
+             "snapshot_index", si, NULL);
+        return 0;
+    }
     /* Restore closes the env and compares with the applied index: both
      * need the batch committed. Its callbacks fire from settle(). */
     if (batch_commit(n) != 0)
@@ -1418,7 +1466,13 @@ static int start_raft(struct wnode *n, const struct wnode_config *cfg,
             return werr_set(e, raft_to_werr(rv), "raft_bootstrap: %s",
                             raft_errmsg(&n->raft));
     }
-    if ((rv = raft_start(&n->raft)) != 0) {
+    /* raft arms its election timer from the loop's cached time, which is
+     * stale by however long start-up took so far (issue 8, scenario 5). */
+    uv_update_time(n->loop);
+    n->starting = 1;
+    rv = raft_start(&n->raft);
+    n->starting = 0;
+    if (rv != 0) {
         rv = werr_set(e, raft_to_werr(rv), "raft_start: %s",
                       raft_errmsg(&n->raft));
         if (rv == WERR_CORRUPT)

@@ -382,6 +382,7 @@ int node_init(struct node *n, uv_loop_t *loop, const struct node_config *cfg,
     w->cert_file = n->peer_cert_path;
     w->key_file = n->peer_key_path;
     w->election_timeout_ms = cfg->election_timeout_ms;
+    w->connect_retry_ms = NODE_PEER_CONNECT_RETRY_MS;
     w->snapshot_threshold = cfg->snapshot_threshold;
     w->snapshot_trailing = cfg->snapshot_trailing;
     w->on_fatal = raft_fatal_cb;

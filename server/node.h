@@ -65,6 +65,13 @@
  * misconfigured peer is retried every second or so, and the transport
  * already logs each refusal with its reason. */
 #define NODE_REFUSED_LOG_MS 10000u
+/* Peer redial delay after a refused or failed connection. raft_uv's
+ * default is 1000 ms: after a full restart every node dialled peers that
+ * were still loading their logs, and the cluster waited out that second
+ * before it could elect (bench/RESULTS.md, scenario 5). A refused dial on
+ * loopback or a LAN is cheap; refusals are logged in a summary line at
+ * most every NODE_REFUSED_LOG_MS. */
+#define NODE_PEER_CONNECT_RETRY_MS 100u
 /* Snapshot policy bounds (--snapshot-threshold, --snapshot-trailing; 0 in
  * node_config selects WNODE_SNAPSHOT_THRESHOLD / _TRAILING).
  *  - threshold >= 16: every snapshot copies the whole LMDB env into memory

@@ -508,6 +508,23 @@ class SnapshotTest(ClusterBase):
         counts = {nd.id: len(nd.list_serializable()) for nd in self.c.running()}
         self.assertEqual(len(set(counts.values())), 1, counts)
 
+        # Restart of a node whose own LMDB already holds its newest snapshot:
+        # raft_start hands the snapshot to the fsm, which must skip it
+        # without writing it out (consensus/node.c rfsm_restore), and the
+        # node must serve the same state.
+        other = next(n for n in self.c.running() if n.id != lag.id)
+        before = other.status()
+        self.assertGreater(before.snapshot_index, 0, ct._fmt_status(before))
+        other.stop()
+        other.restart()
+        st = self.c.wait_converged(at_least=before.commit_index)
+        s2 = st[other.id]
+        self.assertGreaterEqual(s2.restores_skipped, 1, ct._fmt_status(s2))
+        self.assertIn("local state is at or past the snapshot", other.log_text())
+        self.assert_everywhere(sample)
+        counts = {nd.id: len(nd.list_serializable()) for nd in self.c.running()}
+        self.assertEqual(len(set(counts.values())), 1, counts)
+
 
 class MembershipTest(ClusterBase):
     N_MAX = 4
