@@ -53,6 +53,11 @@ while [ $# -gt 0 ]; do
 done
 case $PLACEMENT in spread | leader) ;; *) echo "--placement spread|leader" >&2; exit 2 ;; esac
 [ "$EVENTS" -ge 1 ] && [ "$EVENTS" -le 60 ] || { echo "--events: 1..60" >&2; exit 2; }
+# Grants come from two requesters (operator, admin) in turn, each holding at
+# most 64 recent grants (ACC_PRINCIPAL_LIVE_MAX; revoked ones count for 24 h).
+NSIZES=$(echo "$SIZES" | tr ',' '\n' | grep -c .)
+[ $(( (NSIZES + 1) / 2 * EVENTS )) -le 60 ] ||
+    { echo "--events x ceil(sizes / 2) must be <= 60 (grants per requester)" >&2; exit 2; }
 # shellcheck source=lib.sh
 source "$HERE/lib.sh"
 FANOUT=$BUILD/bench/warden-fanout
@@ -85,14 +90,17 @@ if want etcd; then
     log "etcd leader m$EL (${ETCD_EP[$EL]})"
 fi
 
+RUN_NO=0
 run_warden() { # watchers
-    local n=$1 eps i
+    local n=$1 eps i req=operator
+    [ $((RUN_NO % 2)) -eq 1 ] && req=admin
+    RUN_NO=$((RUN_NO + 1))
     WL=$(warden_wait_leader "$OUT/warden")
     if [ "$PLACEMENT" = leader ]; then eps=${WARDEN_EP[$WL]}; else
         eps=""; for i in 1 2 3; do eps+="${eps:+,}${WARDEN_EP[$i]}"; done
     fi
     WARDEN_BUILD=$BUILD /usr/bin/python3 "$HERE/fanout_setup.py" --leader "${WARDEN_EP[$WL]}" \
-        --certs "$WARDEN_CERTS" --grants "$EVENTS" --out "$OUT/grants-$n.txt" ||
+        --certs "$WARDEN_CERTS" --grants "$EVENTS" --requester "$req" --out "$OUT/grants-$n.txt" ||
         die "fanout_setup.py failed"
     timeout "$RUN_TIMEOUT_S" "$FANOUT" --system warden --endpoints "$eps" \
         --cacert "$WARDEN_CERTS/ca.pem" --cert "$WARDEN_CERTS/gateway.pem" \

@@ -5,11 +5,13 @@ Against a running warden cluster (the leader's client address, the
 `wardend gen-certs` directory of scenarios/lib.sh): sets the DIAGNOSTICS
 purpose to one approval, enrolls one ACTIVE device bound to the gateway
 principal the watchers use, makes --grants ACTIVE grants for it (requested
-by the operator, approved by the admin) and writes their ids, one per line,
-to --out. Revoking them is the timed part; warden-fanout does it.
+by --requester, operator or admin, and approved by the other) and writes
+their ids, one per line, to --out. Revoking them is the timed part;
+warden-fanout does it.
 
-A principal holds at most ACC_PRINCIPAL_LIVE_MAX (64) open requests and live
-grants, so --grants is capped at 60; fanout.sh calls this once per run.
+A principal holds at most ACC_PRINCIPAL_LIVE_MAX (64) open requests and
+recent grants (revoked ones count until swept, 24 h later), so --grants is
+capped at 60 and fanout.sh alternates the requester between runs.
 
 Usage (from the source tree; WARDEN_BUILD holds the generated python protos):
   WARDEN_BUILD=build WARDEN_SRC=$PWD /usr/bin/python3 bench/scenarios/fanout_setup.py \\
@@ -39,6 +41,7 @@ def main():
     ap.add_argument("--gateway", default="gateway",
                     help="gateway principal name of the watchers' certificate")
     ap.add_argument("--grants", type=int, default=30)
+    ap.add_argument("--requester", choices=("operator", "admin"), default="operator")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
     if not 1 <= a.grants <= GRANTS_MAX:
@@ -69,13 +72,14 @@ def main():
         hardware_model="m", firmware_version="1", gateway_id=a.gateway))
     call("operator", "/warden.v1.Inventory/SetDeviceState", inv.SetDeviceStateRequest(
         device_id=did, state=inv.DEVICE_STATE_ACTIVE, reason="fan-out benchmark"))
+    approver = "admin" if a.requester == "operator" else "operator"
     ids = []
     for _ in range(a.grants):
-        r = call("operator", "RequestAccess", acc.RequestAccessRequest(
+        r = call(a.requester, "RequestAccess", acc.RequestAccessRequest(
             device_ids=[did], purpose=acc.ACCESS_PURPOSE_DIAGNOSTICS,
             reason="fan-out benchmark", scope=acc.AccessScope(protocols=["ssh"]),
             duration_ms=3600000, max_sessions=10)).request
-        g = call("admin", "ApproveAccess",
+        g = call(approver, "ApproveAccess",
                  acc.ReviewAccessRequest(request_id=r.request_id)).grant
         if g.state != acc.ACCESS_GRANT_STATE_ACTIVE:
             sys.exit("grant %s is not ACTIVE" % g.grant_id)
