@@ -10,8 +10,8 @@ on 127.0.0.1; a device bound to dev-gateway; --watchers streams (default
 1000) as dev-gateway, spread over --procs client processes with --conns
 connections each. One connection carries at most GRPC_MAX_STREAMS_DEFAULT =
 128 streams, so 1,000 watchers need at least 8 connections; the default
-4 x 4 = 16 connections carry ~63 each. The node allows SVC_ACCESS_WATCH_MAX
-= 2048 watchers and NODE_MAX_CONNS_DEFAULT = 1024 connections.
+4 x 4 = 16 connections carry ~63 each. The node allows --max-watchers
+(default 2048) watchers and NODE_MAX_CONNS_DEFAULT = 1024 connections.
 
 Fan-out: once every watcher has its first progress message, the driver
 revokes one grant per second for --duration seconds (a fresh grant per
