@@ -131,6 +131,8 @@ struct wnode {
 
     int failed;
     int starting;                   /* inside raft_start (rfsm_restore) */
+    int first_election;             /* short election timeout until a leader is known */
+    unsigned election_timeout_ms;   /* the configured one */
     int fatal_pending;              /* on_fatal not yet called */
     struct werr fatal;
     wnode_fatal_cb on_fatal;
@@ -1254,6 +1256,22 @@ static void tick_done_cb(void *arg, int status, struct wfsm_result *res)
 
 /* Issue 3: the leader commits a Tick when idle so that cluster time (and
  * every node's wall-clock offset) advances without client writes. */
+/* Once a leader is known after start-up, the configured election timeout
+ * applies again (see start_raft, "first election"). */
+static void first_election_done(struct wnode *n)
+{
+    raft_id id = 0;
+    const char *addr = NULL;
+
+    if (!n->first_election)
+        return;
+    raft_leader(&n->raft, &id, &addr);
+    if (id == 0)
+        return;
+    raft_set_election_timeout(&n->raft, n->election_timeout_ms);
+    n->first_election = 0;
+}
+
 static void tick_cb(uv_timer_t *t)
 {
     struct wnode *n = t->data;
@@ -1261,6 +1279,7 @@ static void tick_cb(uv_timer_t *t)
     Warden__V1__Tick tick = WARDEN__V1__TICK__INIT;
     struct werr e;
 
+    first_election_done(n);
     /* A node that just won an election learns it here at the latest. */
     anchor_check(n);
     if (!leader_ready(n) || n->queued.n + n->inflight.n > 0 ||
@@ -1431,6 +1450,24 @@ static int start_raft(struct wnode *n, const struct wnode_config *cfg,
     if (ht >= et)
         return werr_set(e, WERR_CONFIG, "heartbeat %u ms >= election %u ms",
                         ht, et);
+    /* First election after start-up: a quarter of the configured timeout
+     * (at least two heartbeats) until this node knows a leader, as etcd's
+     * --initial-election-tick-advance does. After a full restart no node
+     * has a leader to hear from, and the whole configured timeout was dead
+     * time on top of loading the log (issue 8, scenario 5). A node that
+     * restarts into a live cluster hears the leader's heartbeat well
+     * within it; pre-vote keeps an early candidate from disturbing a
+     * leader anyway. Liveness only: terms and votes are unaffected. */
+    n->election_timeout_ms = et;
+    {
+        unsigned first = et / WNODE_FIRST_ELECTION_DIVISOR;
+        if (first < 2 * ht + 1)
+            first = 2 * ht + 1;
+        if (first < et) {
+            n->first_election = 1;
+            et = first;
+        }
+    }
     raft_set_election_timeout(&n->raft, et);
     raft_set_heartbeat_timeout(&n->raft, ht);
     raft_set_snapshot_threshold(&n->raft, cfg->snapshot_threshold

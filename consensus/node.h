@@ -96,6 +96,9 @@
 /* Defaults (0 in the config selects them). */
 #define WNODE_ELECTION_TIMEOUT_MS 1000   /* raft's own default */
 #define WNODE_HEARTBEAT_TIMEOUT_MS 100   /* raft's own default */
+/* Until a leader is known after start-up, the election timeout is the
+ * configured one divided by this (never below two heartbeats). */
+#define WNODE_FIRST_ELECTION_DIVISOR 4u
 /* The leader proposes a Tick after this long without any proposal, so
  * cluster time (and each follower's wall-clock offset) stays fresh. */
 #define WNODE_TICK_IDLE_MS 1000
