@@ -43,8 +43,11 @@ SETPRIV = "/usr/bin/setpriv"   # util-linux
 IP_BASE = 10          # node i -> 127.0.0.(10 + i): 127.0.0.11-15
 GID_BASE = 61000      # node i runs with gid 61000 + 10 + i (net.py matches it)
 # Concurrent runs: slot k uses 127.0.0.(10 + 10k + i) and its own gids, lock
-# and iptables chains.  Five slots keep every address inside 127.0.0.11-55.
-MAX_SLOTS = 5
+# and iptables chains.  Nine slots keep every address inside 127.0.0.11-95.
+# (bench/scenarios/lib.sh defaults to 127.0.0.21-23 and 41-43, i.e. slots 1
+# and 3, and the integration tests to 127.0.0.21+: pick other slots while
+# those run.)
+MAX_SLOTS = 9
 
 
 def set_slot(slot):
