@@ -60,6 +60,7 @@ void grpc__call_free(struct grpc_call *call)
         call->next->prev = call->prev;
     }
     conn->ncalls--;
+    conn->rx_buffered -= call->rx_counted;
     grpc_frame_dec_close(&call->dec);
     free(call->msg);
     if (call->req != NULL) {

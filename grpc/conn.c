@@ -215,6 +215,16 @@ static void headers_done(struct grpc_conn *conn, struct grpc_call *call)
 }
 
 /* ---- request body ------------------------------------------------------- */
+/* Bring conn->rx_buffered up to date with this call's decoder buffer. */
+static void rx_account(struct grpc_call *call)
+{
+    struct grpc_conn *conn = call->conn;
+
+    conn->rx_buffered -= call->rx_counted;
+    call->rx_counted = call->dec.cap;
+    conn->rx_buffered += call->rx_counted;
+}
+
 static void take_message(struct grpc_call *call)
 {
     uint8_t *msg;
@@ -222,6 +232,7 @@ static void take_message(struct grpc_call *call)
     int compressed;
 
     grpc_frame_dec_take(&call->dec, &msg, &len, &compressed);
+    rx_account(call); /* the message is the call's now, not the decoder's */
     call->nmsgs++;
     if (call->nmsgs > 1) {
         free(msg);
@@ -267,7 +278,17 @@ static int data_chunk_cb(nghttp2_session *session, uint8_t flags,
         int rv = grpc_frame_dec_feed(&call->dec, data, len, &used);
         data += used;
         len -= used;
-        if (rv == WERR_LIMIT) {
+        rx_account(call);
+        if (rv == 0 && call->conn->rx_buffered > call->conn->rx_budget) {
+            size_t over = call->conn->rx_buffered;
+            grpc_frame_dec_close(&call->dec);
+            rx_account(call);
+            grpc__call_endf(call, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                            "this connection holds %zu bytes of partly received "
+                            "requests, limit %zu; send fewer large requests at "
+                            "once",
+                            over, call->conn->rx_budget);
+        } else if (rv == WERR_LIMIT) {
             const uint8_t *h = call->dec.hdr;
             unsigned long n = (unsigned long)h[1] << 24 |
                               (unsigned long)h[2] << 16 |
@@ -435,6 +456,10 @@ int grpc_conn_new(struct grpc_conn **out, const struct grpc_router *router,
     conn->router = router;
     conn->peer = *peer;
     conn->max_msg = cfg->max_msg ? cfg->max_msg : GRPC_MAX_MSG_DEFAULT;
+    conn->rx_budget = cfg->max_conn_buffered ? cfg->max_conn_buffered
+                                             : GRPC_CONN_RX_BUFFER_DEFAULT;
+    if (conn->rx_budget < conn->max_msg)
+        conn->rx_budget = conn->max_msg;
     conn->max_header_list =
         cfg->max_header_list ? cfg->max_header_list : GRPC_MAX_HEADER_LIST_DEFAULT;
     conn->wakeup = cfg->wakeup;

@@ -75,6 +75,14 @@ const char *grpc_status_name(int status);
 #define GRPC_MAX_STREAMS_DEFAULT 128u
 /* SETTINGS_MAX_HEADER_LIST_SIZE: bounds HPACK-decoded header memory. */
 #define GRPC_MAX_HEADER_LIST_DEFAULT (16u << 10)
+/* Request bytes one connection may hold in partly received messages, over
+ * all its streams. HTTP/2 flow control does not bound this: nghttp2 credits
+ * the window as soon as a DATA chunk is handed to us, so without a budget a
+ * peer could park max_msg bytes on each of max_streams streams (4 MiB x 128
+ * = 512 MiB per connection). A stream whose bytes would take the
+ * connection past the budget is refused with RESOURCE_EXHAUSTED. Never
+ * below max_msg, so one largest message always fits. */
+#define GRPC_CONN_RX_BUFFER_DEFAULT ((size_t)16 << 20)
 /* Per-stream and connection receive windows. */
 #define GRPC_STREAM_WINDOW_DEFAULT (1u << 20)
 #define GRPC_CONN_WINDOW_DEFAULT (8u << 20)
@@ -222,6 +230,7 @@ struct grpc_conn_config {
     uint32_t max_header_list;  /* 0 = GRPC_MAX_HEADER_LIST_DEFAULT */
     uint32_t stream_window;    /* 0 = GRPC_STREAM_WINDOW_DEFAULT */
     uint32_t conn_window;      /* 0 = GRPC_CONN_WINDOW_DEFAULT */
+    size_t max_conn_buffered;  /* 0 = GRPC_CONN_RX_BUFFER_DEFAULT; >= max_msg */
     /* Called when output became pending outside grpc_conn_recv(), e.g. an
      * async reply: the transport should schedule grpc_conn_send(). */
     void (*wakeup)(void *arg);

@@ -57,6 +57,7 @@ struct grpc_call {
 
     /* request body */
     struct grpc_frame_dec dec;
+    size_t rx_counted;               /* dec.cap as last added to conn->rx_buffered */
     uint8_t *msg;                    /* the one request message, owned */
     size_t msg_len;
     unsigned nmsgs;
@@ -112,6 +113,8 @@ struct grpc_conn {
     int shutdown_state;              /* 0, 1 notice queued, 2 final GOAWAY */
     struct grpc_call *calls;
     size_t ncalls;
+    size_t rx_buffered;              /* sum of the calls' rx_counted */
+    size_t rx_budget;                /* GRPC_CONN_RX_BUFFER_DEFAULT or config */
 };
 
 /* call.c */

@@ -342,6 +342,9 @@ static void watch_h(struct grpc_call *c, const ProtobufCMessage *req,
     grpc_call_finish(c, GRPC_STATUS_OK, NULL);
 }
 
+/* grpc_conn_config.max_conn_buffered for the next setup_full (0: default). */
+static size_t cfg_conn_buffered;
+
 static void setup_full(unsigned role, size_t max_msg)
 {
     struct werr e = {0};
@@ -365,7 +368,8 @@ static void setup_full(unsigned role, size_t max_msg)
 
     struct principal p = {.role = role};
     snprintf(p.name, sizeof p.name, "tester");
-    struct grpc_conn_config cfg = {.max_msg = max_msg, .wakeup = wakeup_cb};
+    struct grpc_conn_config cfg = {.max_msg = max_msg, .wakeup = wakeup_cb,
+                                   .max_conn_buffered = cfg_conn_buffered};
     if (grpc_conn_new(&srv, &router, &cfg, &p, &e) != 0) {
         fprintf(stderr, "grpc_conn_new: %s\n", e.msg);
         abort();
@@ -486,6 +490,37 @@ TEST(wrong_role)
     sid = unary("/warden.v1.Admin/Only", "");
     pump();
     CHECK_EQ_INT(res_of(sid)->grpc_status, 0);
+    teardown();
+}
+
+/* Partly received requests share one per-connection budget: each stream
+ * below max_msg, together above the budget. The stream that crosses it is
+ * refused; the one already buffered keeps its bytes; small calls go on. */
+TEST(conn_rx_budget)
+{
+    static uint8_t big[2][GRPC_FRAME_HDR_LEN + 40000];
+    int32_t sid[2];
+
+    cfg_conn_buffered = 100000;
+    setup_full(WROLE_OPERATOR, 65536);
+    cfg_conn_buffered = 0;
+    for (int i = 0; i < 2; i++) {
+        struct req_opts o = {.path = "/grpc.health.v1.Health/Check", .hold = 1};
+        grpc_frame_hdr_encode(big[i], 0, 60000); /* claims 60,000; sends 40,000 */
+        memset(big[i] + GRPC_FRAME_HDR_LEN, 0x0a, sizeof big[i] - GRPC_FRAME_HDR_LEN);
+        o.body = big[i];
+        o.body_len = sizeof big[i];
+        sid[i] = client_request(&o);
+        pump();
+    }
+    CHECK_EQ_INT(res_of(sid[0])->grpc_status, -1); /* still receiving */
+    struct result *r = res_of(sid[1]);
+    CHECK_EQ_INT(r->grpc_status, GRPC_STATUS_RESOURCE_EXHAUSTED);
+    CHECK(strstr(r->grpc_message, "partly received requests, limit 100000") != NULL);
+    CHECK_EQ_INT(handled, 0);
+    int32_t ok = unary("/grpc.health.v1.Health/Check", "");
+    pump();
+    CHECK_EQ_INT(res_of(ok)->grpc_status, 0);
     teardown();
 }
 
@@ -817,6 +852,7 @@ int main(void)
     RUN(fail_message_percent_encoded);
     RUN(unknown_method);
     RUN(wrong_role);
+    RUN(conn_rx_budget);
     RUN(oversize);
     RUN(wrong_content_type_415);
     RUN(garbage_protobuf);
