@@ -53,8 +53,8 @@ CRASH_REPLAY_SAMPLE = 25
 # otherwise the defaults (docs/consensus.md, consensus/node.h) apply.
 SNAP_THRESHOLD = 64
 SNAP_TRAILING = 16
-DEFAULT_SNAP_THRESHOLD = 1024
-DEFAULT_SNAP_TRAILING = 512
+DEFAULT_SNAP_THRESHOLD = 65536
+DEFAULT_SNAP_TRAILING = 8192
 # Entries written while the node is down: bounded; the loop stops as soon
 # as the leader's log no longer holds the stopped node's next entry.
 SNAP_WRITERS = 8
