@@ -38,6 +38,7 @@ struct conn {
     struct conn_host *host;
     struct conn_link link;   /* host->conns, until freed */
     struct conn_link dirty;  /* host->dirty when queued; self-linked if not */
+    struct conn_link hs;          /* on host->hs_wait */
     enum conn_state state;
 
     uv_tcp_t tcp;
@@ -107,10 +108,18 @@ static struct conn *conn_from_dirty(struct conn_link *l)
     return (struct conn *)(void *)((char *)l - offsetof(struct conn, dirty));
 }
 
+static struct conn *conn_from_hs(struct conn_link *l)
+{
+    return (struct conn *)(void *)((char *)l - offsetof(struct conn, hs));
+}
+
 void conn_host_init(struct conn_host *h)
 {
     link_init(&h->conns);
     link_init(&h->dirty);
+    link_init(&h->hs_wait);
+    h->hs_left = CONN_HANDSHAKES_PER_ITER;
+    h->n_hs_deferred = 0;
     h->n_conns = 0;
 }
 
@@ -189,6 +198,9 @@ void conn_close(struct conn *c, const char *reason)
     if (link_linked(&c->dirty)) {
         link_remove(&c->dirty);
     }
+    if (link_linked(&c->hs)) {
+        link_remove(&c->hs);
+    }
     /* Cancel in-flight calls now, while every handler's data is alive;
      * their cancel callbacks drop references to the calls. */
     grpc_conn_free(c->grpc);
@@ -223,6 +235,7 @@ void conn_close(struct conn *c, const char *reason)
 static void update_reading(struct conn *c);
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void resume_handshake(struct conn *c);
 
 static void write_cb(uv_write_t *req, int status)
 {
@@ -373,8 +386,18 @@ static void wakeup_cb(void *arg)
     link_push(&c->host->dirty, &c->dirty);
 }
 
-void conn_host_flush(struct conn_host *h)
+int conn_host_flush(struct conn_host *h)
 {
+    /* A new iteration: waiting handshakes first, in arrival order. */
+    h->hs_left = CONN_HANDSHAKES_PER_ITER;
+    while (h->hs_left > 0 && link_linked(&h->hs_wait)) {
+        struct conn *c = conn_from_hs(h->hs_wait.next);
+        link_remove(&c->hs);
+        h->hs_left--;
+        if (c->state == CONN_HANDSHAKE) {
+            resume_handshake(c);
+        }
+    }
     /* pump() unlinks each conn; a conn re-queued during its own pump waits
      * for the next iteration, so this loop is bounded by the list length. */
     struct conn_link batch;
@@ -391,6 +414,7 @@ void conn_host_flush(struct conn_host *h)
         link_remove(&c->dirty);
         pump(c);
     }
+    return link_linked(&h->hs_wait);
 }
 
 /* ---- graceful end -------------------------------------------------------- */
@@ -630,10 +654,42 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     if (c->state == CONN_HANDSHAKE) {
+        if (link_linked(&c->hs) || c->host->hs_left == 0) {
+            /* Over this iteration's budget (CONN_HANDSHAKES_PER_ITER): the
+             * bytes wait in rbio; conn_host_flush resumes it. */
+            if (!link_linked(&c->hs)) {
+                link_push(&c->host->hs_wait, &c->hs);
+                c->host->n_hs_deferred++;
+            }
+            if (c->reading) {
+                uv_read_stop((uv_stream_t *)&c->tcp);
+                c->reading = 0;
+            }
+            return;
+        }
+        c->host->hs_left--;
         do_handshake(c);
         if (c->state != CONN_OPEN) {
             return;
         }
+    }
+    read_plaintext(c);
+    pump(c);
+    if (serving(c)) {
+        update_reading(c);
+    }
+}
+
+/* A handshake that waited for the budget: its bytes are in rbio. */
+static void resume_handshake(struct conn *c)
+{
+    do_handshake(c);
+    if (c->state == CONN_HANDSHAKE) {
+        update_reading(c); /* the client's next flight */
+        return;
+    }
+    if (c->state != CONN_OPEN) {
+        return;
     }
     read_plaintext(c);
     pump(c);
@@ -707,6 +763,7 @@ int conn_accept(struct conn_host *h, uv_stream_t *server, struct werr *e)
     }
     c->host = h;
     link_init(&c->dirty);
+    link_init(&c->hs);
     c->state = CONN_HANDSHAKE;
     int rc = uv_tcp_init(h->loop, &c->tcp);
     if (rc != 0) {

@@ -66,6 +66,16 @@ struct conn_link {
     struct conn_link *prev, *next;
 };
 
+/* TLS handshake steps (SSL_do_handshake calls that have new bytes) run per
+ * loop iteration. A handshake costs a signature and a certificate check,
+ * ~1-2 ms of the loop thread; 10,000 clients reconnecting at once used to
+ * hold the loop for seconds at a time, and established streams waited
+ * behind them (p99 6.2 s, bench/RESULTS.md scenario 6). Beyond the budget
+ * a connection's handshake bytes wait in its TLS input BIO, its reads
+ * pause, and it is served first in the next iteration (FIFO), after the
+ * established connections have had their turn. */
+#define CONN_HANDSHAKES_PER_ITER 8u
+
 /* Everything connections share; owned by the node (node.c). */
 struct conn_host {
     uv_loop_t *loop;                  /* borrowed */
@@ -79,6 +89,9 @@ struct conn_host {
 
     struct conn_link conns;           /* every conn not yet freed */
     struct conn_link dirty;           /* conns with output to pump */
+    struct conn_link hs_wait;         /* handshakes over the budget, FIFO */
+    unsigned hs_left;                 /* handshake steps left this iteration */
+    uint64_t n_hs_deferred;           /* handshake steps that had to wait */
     size_t n_conns;
     /* Called after a connection's memory was freed (last close callback). */
     void (*on_conn_freed)(struct conn_host *h);
@@ -97,9 +110,12 @@ void conn_host_init(struct conn_host *h);
 int conn_accept(struct conn_host *h, uv_stream_t *server, struct werr *e);
 
 /* Pump output for every connection whose gRPC layer asked for it outside a
- * read (async replies, health updates). Call once per loop iteration, before
- * polling (a uv_prepare_t). */
-void conn_host_flush(struct conn_host *h);
+ * read (async replies, health updates), and run the handshakes that waited
+ * for this iteration's budget (CONN_HANDSHAKES_PER_ITER). Call once per
+ * loop iteration, before polling (a uv_prepare_t). Returns 1 when
+ * handshakes are still waiting: the caller must keep the loop from
+ * blocking in poll (a uv_idle_t), since those connections are not reading. */
+int conn_host_flush(struct conn_host *h);
 
 /* Graceful: GOAWAY, keep serving in-flight calls; close when they are done.
  * A connection still in its handshake is closed at once. */

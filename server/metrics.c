@@ -244,6 +244,10 @@ int metrics_render(const struct metrics *m, const struct metrics_snapshot *s,
             s->max_inflight);
     gauge_u(b, "warden_connections", "Open client connections (including handshakes).",
             s->connections);
+    counter_u(b, "warden_tls_handshakes_deferred_total",
+              "TLS handshake steps that waited for a later loop iteration "
+              "(CONN_HANDSHAKES_PER_ITER).",
+              s->handshakes_deferred);
 
     if (s->transitions_known) {
         header(b, "warden_rejected_transitions_total", "counter",

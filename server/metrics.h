@@ -106,6 +106,7 @@ struct metrics_snapshot {
     struct metrics_transition transitions[METRICS_TRANSITIONS_MAX];
     size_t n_transitions;
     uint64_t connections;
+    uint64_t handshakes_deferred;   /* conn_host.n_hs_deferred */
     uint64_t tls_reloads_ok, tls_reloads_failed;
     uint64_t peer_tls_refused;
 };

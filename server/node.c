@@ -476,6 +476,7 @@ static void maybe_done(struct node *n)
     uv_close((uv_handle_t *)&n->sig_int, handle_close_cb);
     uv_close((uv_handle_t *)&n->grace, handle_close_cb);
     uv_close((uv_handle_t *)&n->flush, handle_close_cb);
+    uv_close((uv_handle_t *)&n->hs_idle, handle_close_cb);
     uv_close((uv_handle_t *)&n->raft_poll, handle_close_cb);
     uv_close((uv_handle_t *)&n->sig_hup, handle_close_cb);
     if (n->metrics_on) {
@@ -584,13 +585,23 @@ static void connection_cb(uv_stream_t *server, int status)
     }
 }
 
+static void hs_idle_cb(uv_idle_t *h)
+{
+    (void)h; /* its being active is the point: poll does not block */
+}
+
 static void flush_cb(uv_prepare_t *p)
 {
     struct node *n = p->data;
     /* Revocations committed in the last iteration reach watchers now, and
      * their output goes out with this flush (svc.h). */
     svc_access__poll(&n->svc, uv_now(n->loop));
-    conn_host_flush(&n->host);
+    /* Handshakes over this iteration's budget (CONN_HANDSHAKES_PER_ITER)
+     * are not reading: nothing would wake a blocked poll for them. */
+    if (conn_host_flush(&n->host) && n->state != NODE_CLOSING)
+        uv_idle_start(&n->hs_idle, hs_idle_cb);
+    else
+        uv_idle_stop(&n->hs_idle);
 }
 
 static void log_dev_usage(const struct node *n)
@@ -789,6 +800,7 @@ static void metrics_collect_cb(void *arg, struct metrics_snapshot *s)
 {
     struct node *n = arg;
     s->connections = n->host.n_conns;
+    s->handshakes_deferred = n->host.n_hs_deferred;
     s->inflight = n->adm.inflight;
     s->max_inflight = n->adm.max_inflight;
     s->admitted = n->adm.admitted;
@@ -919,12 +931,14 @@ int node_start(struct node *n, struct werr *e)
     uv_signal_init(n->loop, &n->sig_int);
     uv_timer_init(n->loop, &n->grace);
     uv_prepare_init(n->loop, &n->flush);
+    uv_idle_init(n->loop, &n->hs_idle);
     uv_timer_init(n->loop, &n->raft_poll);
     n->sig_term.data = n->sig_int.data = n->grace.data = n->flush.data = n;
+    n->hs_idle.data = n;
     n->raft_poll.data = n;
     uv_signal_init(n->loop, &n->sig_hup);
     n->sig_hup.data = n;
-    n->open_handles = 6;
+    n->open_handles = 7;
     n->seen_state = -1;
     n->host.on_conn_freed = conn_freed_cb;
     uv_signal_start(&n->sig_term, signal_cb, SIGTERM);

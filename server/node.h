@@ -150,6 +150,7 @@ struct node {
     uv_signal_t sig_term, sig_int;
     uv_timer_t grace;
     uv_prepare_t flush;          /* pumps connections' async output */
+    uv_idle_t hs_idle;           /* no blocking poll while handshakes wait */
     int open_handles;            /* node handles not yet closed */
     int listener_open;
 

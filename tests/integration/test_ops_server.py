@@ -114,6 +114,57 @@ class MetricsTest(wt.TestCase):
         self.assertGreaterEqual(sample(after, "warden_raft_commit_index"),
                                 sample(before, "warden_raft_commit_index"))
 
+    def test_handshake_burst_is_deferred_and_completes(self):
+        """More ClientHellos in one loop iteration than server/conn.h
+        CONN_HANDSHAKES_PER_ITER (8): the server is stopped (SIGSTOP, our
+        own child) while N_BURST clients send theirs, so one poll returns
+        them all. The surplus waits for later iterations (counted), every
+        handshake completes, and an established connection keeps answering."""
+        N_BURST = 48
+        cert, key = self.srv.cert_paths("admin")
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.load_verify_locations(self.srv.ca_path())
+        ctx.load_cert_chain(cert, key)
+        ctx.set_alpn_protocols(["h2"])
+        _, before = scrape(self.mport)
+        d0 = sample(before, "warden_tls_handshakes_deferred_total")
+        self.assertIsNotNone(d0, "no warden_tls_handshakes_deferred_total series")
+        est = self.srv.channel("admin")
+        chk = wt.stub(est, HEALTH)
+        chk(wt.health_pb2.HealthCheckRequest(), timeout=RPC_TIMEOUT_S)
+        socks = []
+        pid = self.srv.proc.pid
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            for _ in range(N_BURST):
+                raw = socket.create_connection(("127.0.0.1", self.srv.port), timeout=5.0)
+                raw.setblocking(False)
+                s = ctx.wrap_socket(raw, server_hostname="127.0.0.1",
+                                    do_handshake_on_connect=False)
+                try:
+                    s.do_handshake()           # sends the ClientHello
+                except ssl.SSLWantReadError:
+                    pass
+                socks.append(s)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        try:
+            self.assertEqual(chk(wt.health_pb2.HealthCheckRequest(), timeout=RPC_TIMEOUT_S).status,
+                             wt.health_pb2.HealthCheckResponse.SERVING)
+            done = 0
+            for s in socks:
+                s.settimeout(10.0)
+                s.do_handshake()
+                self.assertEqual(s.version(), "TLSv1.3")
+                done += 1
+            self.assertEqual(done, N_BURST)
+            _, after = scrape(self.mport)
+            self.assertGreater(sample(after, "warden_tls_handshakes_deferred_total"), d0)
+        finally:
+            for s in socks:
+                s.close()
+            est.close()
+
     def test_http_surface(self):
         st, body = scrape(self.mport, "/healthz")
         self.assertEqual((st, body), (200, "ok\n"))
