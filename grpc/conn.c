@@ -197,6 +197,9 @@ static void headers_done(struct grpc_conn *conn, struct grpc_call *call)
         /* 0 means "no deadline"; the parser saturates at UINT64_MAX/2, so
          * this sum cannot wrap for any sane clock. */
         call->deadline = d == 0 ? 1 : d;
+        if (call->conn->next_deadline == 0 || call->deadline < call->conn->next_deadline) {
+            call->conn->next_deadline = call->deadline;
+        }
     }
     /* Admission last: only calls that could run take a rate-limit token
      * or an in-flight slot, and before any body byte is buffered. */
@@ -603,6 +606,16 @@ uint64_t grpc_conn_tick(struct grpc_conn *c, uint64_t now_ms)
     if (now_ms > c->now_ms) {
         c->now_ms = now_ms;
     }
+    /* Walk the calls only when the earliest deadline we know of is due.
+     * next_deadline is a lower bound (a call that ended keeps it until the
+     * next walk), never above a live deadline: it is lowered whenever a
+     * deadline is set. The transport ticks on every pump, and a walk per
+     * pump was O(streams) for each message sent (7% of the leader's
+     * samples with 100 watch streams per connection, bench scenario 7). */
+    if (c->next_deadline == 0 || now_ms < c->next_deadline) {
+        grpc__conn_kick(c);
+        return c->next_deadline;
+    }
     /* Cancel callbacks and fail() only queue frames; calls are freed in
      * stream_close_cb, never here, so walking the list is safe. */
     for (struct grpc_call *call = c->calls; call != NULL; call = call->next) {
@@ -622,6 +635,7 @@ uint64_t grpc_conn_tick(struct grpc_conn *c, uint64_t now_ms)
             earliest = call->deadline;
         }
     }
+    c->next_deadline = earliest;
     grpc__conn_kick(c);
     return earliest;
 }

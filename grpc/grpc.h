@@ -289,8 +289,10 @@ long grpc_conn_send(struct grpc_conn *c, const uint8_t **data);
  * connection is finished (after GOAWAY and all streams closed). */
 int grpc_conn_want_read(const struct grpc_conn *c);
 int grpc_conn_want_write(const struct grpc_conn *c);
-/* Fail calls whose deadline passed with DEADLINE_EXCEEDED. Returns the
- * earliest remaining deadline, or 0 if none. */
+/* Fail calls whose deadline passed with DEADLINE_EXCEEDED. Returns when to
+ * tick again: never later than the earliest remaining deadline (it may be
+ * earlier, after that call ended), or 0 if no call has one. Cheap until
+ * then: the calls are walked only once a known deadline is due. */
 uint64_t grpc_conn_tick(struct grpc_conn *c, uint64_t now_ms);
 /* Graceful shutdown: GOAWAY with the last processed stream id; in-flight
  * calls continue. */

@@ -114,6 +114,7 @@ struct grpc_conn {
     struct grpc_call *calls;
     size_t ncalls;
     size_t rx_buffered;              /* sum of the calls' rx_counted */
+    uint64_t next_deadline;          /* lower bound on live deadlines; 0 none */
     size_t rx_budget;                /* GRPC_CONN_RX_BUFFER_DEFAULT or config */
 };
 
