@@ -1150,9 +1150,25 @@ int wnode_add(struct wnode *n, unsigned id, const char *address, int promote,
         return WERR_INVALID;
     if ((rv = change_begin(n, cb, arg)) != 0)
         return rv;
-    for (unsigned i = 0; i < n->raft.configuration.n; i++)
-        if (n->raft.configuration.servers[i].id == id)
-            return WERR_EXISTS;
+    for (unsigned i = 0; i < n->raft.configuration.n; i++) {
+        const struct raft_server *s = &n->raft.configuration.servers[i];
+        if (s->id != id)
+            continue;
+        /* A retried add: the first attempt added the server but did not
+         * promote it (the caller's deadline, a leader change, or raft's
+         * catch-up rounds ran out). Same address, not yet a voter: finish
+         * the job instead of refusing, or the cluster keeps a spare it
+         * meant as a voter and a retrying client can never fix it. */
+        if (promote && s->role != RAFT_VOTER && s->address != NULL &&
+            strcmp(s->address, address) == 0) {
+            rv = raft_assign(&n->raft, &n->change, id, RAFT_VOTER, change_cb);
+            if (rv != 0)
+                return raft_to_werr(rv);
+            n->change_stage = CH_PROMOTING;
+            return 0;
+        }
+        return WERR_EXISTS;
+    }
     rv = raft_add(&n->raft, &n->change, id, address, change_cb);
     if (rv != 0)
         return raft_to_werr(rv);

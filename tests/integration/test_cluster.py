@@ -542,6 +542,21 @@ class MembershipTest(ClusterBase):
         # -- add node 4 --
         n4 = c.node(4)
         n4.start(join=True)
+        # First as a spare only: what an add whose promotion never ran (the
+        # client's deadline, a leader change, catch-up rounds running out)
+        # leaves behind. Adding it again with promotion must finish the job,
+        # not answer ALREADY_EXISTS (a different address still would).
+        r = c.call(ct.ADD, cluster_pb2.AddMemberRequest(id=4, peer_address=n4.peer,
+                                                        client_address=n4.client,
+                                                        spare_only=True))
+        self.assertIn(4, [m.id for m in r.members], r)
+        st = c.wait_leader().status()
+        self.assertEqual(self.members(st).get(4), cluster_pb2.MEMBER_ROLE_SPARE,
+                         ct._fmt_status(st))
+        with self.assertRaises(grpc.RpcError) as cm:
+            c.call(ct.ADD, cluster_pb2.AddMemberRequest(id=4, peer_address=n4.peer,
+                                                        client_address="127.0.0.1:1"))
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.ALREADY_EXISTS)
         r = c.call(ct.ADD, cluster_pb2.AddMemberRequest(id=4, peer_address=n4.peer,
                                                         client_address=n4.client))
         self.assertIn(4, [m.id for m in r.members], r)

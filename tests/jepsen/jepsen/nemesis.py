@@ -270,9 +270,25 @@ class Nemesis:
             nd.wipe()
             nd.start(join=True)
             nd.wait_up()
-        self._leader_call("AddMember", cluster_pb2.AddMemberRequest(
-            id=victim, peer_address=nd.peer, client_address=nd.client))
+        try:
+            self._leader_call("AddMember", cluster_pb2.AddMemberRequest(
+                id=victim, peer_address=nd.peer, client_address=nd.client))
+        except DbError as ex:
+            # An earlier attempt that timed out may have added and promoted
+            # it: then a retry is ALREADY_EXISTS, and the node is a voter.
+            # (One that added it without the promotion is finished by the
+            # retry itself: wardend promotes an existing spare.)
+            if "already-exists" not in str(ex) or not self._is_voter(victim):
+                raise
         self.db.members.add(victim)
+
+    def _is_voter(self, nid):
+        for st in self.db.statuses().values():
+            if isinstance(st, Exception) or st.state != "leader":
+                continue
+            return any(m.id == nid and m.role == cluster_pb2.MEMBER_ROLE_VOTER
+                       for m in st.members)
+        return False
 
     # -- final heal --
     def heal_all(self):
