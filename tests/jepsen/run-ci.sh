@@ -65,10 +65,13 @@ fi
 
 # Nothing left behind: our chains, and wardend processes with a data dir
 # under our store.
-left=$(iptables -w 5 -S 2>/dev/null | grep -c 'WARDEN-JEPSEN' || true)
+# Slot 0's chains only (WARDEN-JEPSEN, WARDEN-JEPSEN-OUT): a long run in
+# another slot (--slot K, chains WARDEN-JEPSEN<K>) may be going on.
+ours=' WARDEN-JEPSEN(-OUT)?( |$)'
+left=$(iptables -w 5 -S 2>/dev/null | grep -cE "$ours" || true)
 if [ "$left" != 0 ]; then
     echo "run-ci: FAIL: iptables rules left behind:" >&2
-    iptables -w 5 -S | grep WARDEN-JEPSEN >&2
+    iptables -w 5 -S | grep -E "$ours" >&2
     fail=1
 fi
 pids=$(pgrep -f "wardend .*--data-dir $store_root/" || true)
