@@ -35,6 +35,8 @@
 
 #include "../common/err.h"
 
+struct store_image; /* storage/store.h */
+
 struct store;
 struct inv;
 struct audit;
@@ -87,11 +89,20 @@ int wfsm_cmd_encode(const Warden__V1__Command *cmd, uint8_t **buf,
 int wfsm_apply(struct wfsm *f, uint64_t index, const void *buf, size_t len,
                struct wfsm_result *res, struct werr *e);
 
-/* Snapshot: a consistent compacted copy of the env (it includes the applied
- * index). *buf is read-only and owned by the caller, who releases it with
- * wfsm_snapshot_free (a mapping, not malloc'd: store_copy_mem). */
-int wfsm_snapshot(struct wfsm *f, uint8_t **buf, size_t *len, struct werr *e);
-void wfsm_snapshot_free(uint8_t *buf, size_t len);
+/* Snapshot: a pinned point-in-time image of the env (store_image_pin; it
+ * includes the applied index). O(1) here, whatever the env's size: only the
+ * meta pages are copied; whoever reads the image's parts (raft_uv's writer
+ * thread) pays for the bytes. Refused with a batch open (WERR_PRECOND).
+ * *img is the caller's until wfsm_snapshot_release, which must come before
+ * wfsm_restore (refused while an image is pinned) and wfsm_close. Its parts,
+ * concatenated, are what wfsm_restore takes. */
+int wfsm_snapshot(struct wfsm *f, struct store_image **img, struct werr *e);
+void wfsm_snapshot_release(struct wfsm *f, struct store_image *img);
+/* The same image copied into one malloc'd buffer (*buf, the caller's, freed
+ * with free()): for offline tools (restore from backup) and tests, where
+ * the bytes must outlive the fsm. O(env) on the caller's thread. */
+int wfsm_snapshot_copy(struct wfsm *f, uint8_t **buf, size_t *len,
+                       struct werr *e);
 /* Restore from snapshot bytes: if the snapshot's applied index <= the
  * current applied index, do nothing (*skipped = 1). Otherwise write a temp
  * env, fsync, rename it over the live one and reopen. */

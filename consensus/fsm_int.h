@@ -63,6 +63,7 @@ struct wfsm {
     uint64_t idem_window;  /* entries; WFSM_IDEM_WINDOW by default */
     uint64_t fail_op_at;   /* test hook, see wfsm_test_fail_op_at() */
     size_t map_size;       /* in effect (0 resolved to the default) */
+    unsigned pinned;       /* snapshot images not yet released */
     char dir[WFSM_PATH_MAX];
     char parent[WFSM_PATH_MAX];
 };

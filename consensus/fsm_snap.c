@@ -2,10 +2,12 @@
  * restore that a crash interrupted (issue 3, "Snapshots" and "Exactly once
  * across restarts").
  *
- * A snapshot is the bytes of a compacted LMDB copy (store_copy_mem, i.e.
- * mdb_env_copyfd2 with MDB_CP_COMPACT into a memfd): the whole env, applied index and
+ * A snapshot is an image of the LMDB data file as of one committed txn
+ * (store_image_pin: the meta pages copied, every other page read from the
+ * file in place, pinned by a read txn): the whole env, applied index and
  * cluster time included, so a restored node skips exactly the entries the
- * snapshot already holds.
+ * snapshot already holds. Taking one costs O(1) on the loop thread; the
+ * O(env) read happens on raft_uv's writer thread.
  *
  * Restore, in this order (each step durable before the next starts):
  *   1. write the bytes to <db_dir>.restore.tmp/data.mdb; fsync the file and
@@ -214,7 +216,7 @@ int wfsm__recover(struct wfsm *f, struct werr *e)
 
 /* ---- snapshot -----------------------------------------------------------*/
 
-int wfsm_snapshot(struct wfsm *f, uint8_t **buf, size_t *len, struct werr *e)
+int wfsm_snapshot(struct wfsm *f, struct store_image **img, struct werr *e)
 {
     struct werr e_local;
     if (e == NULL) {
@@ -225,26 +227,57 @@ int wfsm_snapshot(struct wfsm *f, uint8_t **buf, size_t *len, struct werr *e)
                         "wfsm_snapshot: fsm unusable after a failed restore");
     }
     if (f->batch != NULL) {
-        /* The copy would miss the batch's entries while raft labels the
+        /* The image would miss the batch's entries while raft labels the
          * snapshot with its own last applied index, which includes them:
          * a follower restoring it would skip them forever (fsm.h). */
         return werr_set(e, WERR_PRECOND,
                         "wfsm_snapshot: a batch is open; commit it first");
     }
-    /* In memory (store_copy_mem): no temporary env on disk. An older
-     * build's leftover <dir>.snapshot.tmp is removed by wfsm__recover. */
-    if (store_copy_mem(f->s, f->map_size, buf, len, e) != 0) {
-        goto err_wrap;
+    if (store_image_pin(f->s, f->map_size, img, e) != 0) {
+        return werr_wrap(e, "wfsm_snapshot %s", f->dir);
     }
+    f->pinned++;
     return 0;
-
-err_wrap:
-    return werr_wrap(e, "wfsm_snapshot %s", f->dir);
 }
 
-void wfsm_snapshot_free(uint8_t *buf, size_t len)
+void wfsm_snapshot_release(struct wfsm *f, struct store_image *img)
 {
-    store_copy_mem_free(buf, len);
+    if (img == NULL) {
+        return;
+    }
+    store_image_release(img);
+    f->pinned--;
+}
+
+int wfsm_snapshot_copy(struct wfsm *f, uint8_t **buf, size_t *len,
+                       struct werr *e)
+{
+    struct store_image *img = NULL;
+    const struct store_image_part *pt;
+    unsigned np = 0;
+    size_t off = 0;
+    uint8_t *b;
+    int rc = wfsm_snapshot(f, &img, e);
+
+    if (rc != 0) {
+        return rc;
+    }
+    b = malloc(store_image_len(img));
+    if (b == NULL) {
+        rc = werr_set(e, WERR_NOMEM, "wfsm_snapshot_copy: %zu bytes",
+                      store_image_len(img));
+        wfsm_snapshot_release(f, img);
+        return rc;
+    }
+    pt = store_image_parts(img, &np);
+    for (unsigned i = 0; i < np; i++) {
+        memcpy(b + off, pt[i].base, pt[i].len);
+        off += pt[i].len;
+    }
+    wfsm_snapshot_release(f, img);
+    *buf = b;
+    *len = off;
+    return 0;
 }
 
 /* ---- restore ------------------------------------------------------------*/
@@ -322,6 +355,13 @@ int wfsm_restore(struct wfsm *f, const uint8_t *buf, size_t len, int *skipped,
          * applied index, which must be durable (fsm.h). */
         return werr_set(e, WERR_PRECOND,
                         "wfsm_restore: a batch is open; commit it first");
+    }
+    if (f->pinned != 0) {
+        /* Restore closes the env: the pinned image's pages would go with
+         * it while its reader may still be copying them. */
+        return werr_set(e, WERR_PRECOND,
+                        "wfsm_restore: %u snapshot image(s) still pinned",
+                        f->pinned);
     }
     if (buf == NULL || len == 0) {
         return werr_set(e, WERR_INVALID, "wfsm_restore: empty snapshot");

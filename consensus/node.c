@@ -4,7 +4,6 @@
 #include "consensus/node.h"
 
 #include <errno.h>
-#include <dirent.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -131,6 +130,7 @@ struct wnode {
 
     int failed;
     int starting;                   /* inside raft_start (rfsm_restore) */
+    uint64_t start_skip_index;      /* snapshot_skip_cb's last yes, or 0 */
     int first_election;             /* short election timeout until a leader is known */
     unsigned election_timeout_ms;   /* the configured one */
     int fatal_pending;              /* on_fatal not yet called */
@@ -145,6 +145,9 @@ struct wnode {
 
     uint64_t n_proposals, n_flushes, n_ticks, n_barriers, n_readers;
     uint64_t n_restores, n_restores_skipped, n_snapshots;
+    /* The image raft_uv is writing (rfsm_snapshot), released by
+     * rfsm_snapshot_finalize; raft takes one snapshot at a time. */
+    struct store_image *snap_img;
     uint64_t n_apply_batches;
 #ifdef WARDEN_FAULTS
     int fault_ack_before_commit;    /* wnode_config: negative control */
@@ -156,6 +159,11 @@ struct wnode {
 static uint64_t mono_ms(void)
 {
     return uv_hrtime() / 1000000u;
+}
+
+static uint64_t mono_us(void)
+{
+    return uv_hrtime() / 1000u;
 }
 
 /* Display only (Tick.leader_wall_ms and the offset); never reaches apply. */
@@ -599,81 +607,88 @@ static int rfsm_snapshot(struct raft_fsm *rf, struct raft_buffer *bufs[],
                          unsigned *n_bufs)
 {
     struct wnode *n = rf->data;
-    uint8_t *data = NULL;
-    size_t len = 0;
+    struct store_image *img = NULL;
+    const struct store_image_part *pt;
+    unsigned np = 0;
     struct werr e;
     uint64_t t0;
-    char bytes[24], ms[24];
+    char bytes[24], us[24];
 
     if (n->failed)
         return RAFT_IOERR; /* see node_fail */
-    /* raft labels the snapshot with its last applied index: the copy must
+    /* raft takes one snapshot at a time (legacy snapshot_taking) and hands
+     * each back to finalize; a second one here would be a raft bug. */
+    if (n->snap_img != NULL)
+        return RAFT_BUSY;
+    /* raft labels the snapshot with its last applied index: the image must
      * hold every entry up to it, so the batch commits first (unless a test
      * holds it open: then no snapshot now, raft tries again later). */
     if (n->hold_batch && wfsm_batch_active(n->fsm))
         return RAFT_BUSY;
-    t0 = mono_ms();
+    t0 = mono_us();
     if (batch_commit(n) != 0)
         return RAFT_IOERR;
     werr_clear(&e);
-    if (wfsm_snapshot(n->fsm, &data, &len, &e) != 0) {
+    if (wfsm_snapshot(n->fsm, &img, &e) != 0) {
         wlog(WLOG_WARN, "consensus: snapshot failed", "error", e.msg, NULL);
         return RAFT_IOERR;
     }
-    /* The copy runs on the loop thread: its duration is how long this node
-     * stopped serving (docs/consensus.md, "Known gaps"). */
-    snprintf(bytes, sizeof bytes, "%zu", len);
-    snprintf(ms, sizeof ms, "%llu", (unsigned long long)(mono_ms() - t0));
-    wlog(WLOG_INFO, "consensus: snapshot taken", "bytes", bytes, "loop_ms", ms, NULL);
-    /* fsm version 2: the array and the image stay ours; raft hands them
+    /* fsm version 2: the array and the parts stay ours; raft hands them
      * back to rfsm_snapshot_finalize once raft_uv has written them (or
-     * failed to). The image is a mapping (wfsm_snapshot_free), which a
-     * raft_free would corrupt. */
-    *bufs = raft_malloc(sizeof **bufs);
+     * failed to), which releases the image. Until then raft_uv's writer
+     * thread reads the pages in place: the loop thread copied two pages. */
+    pt = store_image_parts(img, &np);
+    *bufs = raft_malloc(np * sizeof **bufs);
     if (*bufs == NULL) {
-        wfsm_snapshot_free(data, len);
+        wfsm_snapshot_release(n->fsm, img);
         return RAFT_NOMEM;
     }
-    (*bufs)[0].base = data;
-    (*bufs)[0].len = len;
-    *n_bufs = 1;
+    for (unsigned i = 0; i < np; i++) {
+        /* raft_buffer.base is not const; raft_uv only reads it */
+        (*bufs)[i].base = (void *)(uintptr_t)pt[i].base;
+        (*bufs)[i].len = pt[i].len;
+    }
+    *n_bufs = np;
+    n->snap_img = img;
     n->n_snapshots++;
+    snprintf(bytes, sizeof bytes, "%zu", store_image_len(img));
+    snprintf(us, sizeof us, "%llu", (unsigned long long)(mono_us() - t0));
+    wlog(WLOG_INFO, "consensus: snapshot taken", "bytes", bytes, "loop_us", us, NULL);
     return 0;
 }
 
 static int rfsm_snapshot_finalize(struct raft_fsm *rf, struct raft_buffer *bufs[],
                                   unsigned *n_bufs)
 {
-    (void)rf;
-    if (*bufs != NULL) {
-        for (unsigned i = 0; i < *n_bufs; i++)
-            wfsm_snapshot_free((*bufs)[i].base, (*bufs)[i].len);
-        raft_free(*bufs);
-    }
+    struct wnode *n = rf->data;
+
+    raft_free(*bufs);
     *bufs = NULL;
     *n_bufs = 0;
+    if (n->fsm != NULL)
+        wfsm_snapshot_release(n->fsm, n->snap_img);
+    n->snap_img = NULL;
     return 0;
 }
 
-/* The highest index among the snapshots raft_uv keeps in raft_dir
- * ("snapshot-<term>-<index>-<timestamp>[.meta]"), 0 if none or unreadable.
- * raft_start loads the newest valid one, so its index is at most this. */
-static uint64_t newest_snapshot_index(const char *raft_dir)
+/* raft_uv's start-up load asks this before reading a snapshot's data
+ * (our raft patch, raft_uv_set_snapshot_skip): our own LMDB normally already
+ * holds the newest snapshot's state (the snapshot was taken from it), and
+ * reading a fleet-sized image only to discard it was most of a restart
+ * (issue 8, scenario 5). True when our durable applied index is at or past
+ * the snapshot: raft re-applies nothing at or below the snapshot index, and
+ * our state is a later point of the same committed log. raft then hands
+ * rfsm_restore an empty buffer; the index we said yes to is kept for it. */
+static bool snapshot_skip_cb(void *arg, raft_index index, raft_term term)
 {
-    DIR *d = opendir(raft_dir);
-    struct dirent *de;
-    uint64_t best = 0;
-    unsigned long long term, index, ts;
+    struct wnode *n = arg;
 
-    if (d == NULL)
-        return 0;
-    while ((de = readdir(d)) != NULL) {
-        if (sscanf(de->d_name, "snapshot-%llu-%llu-%llu", &term, &index, &ts) == 3 &&
-            index > best)
-            best = index;
-    }
-    closedir(d);
-    return best;
+    (void)term;
+    if (!n->starting || n->failed || n->fsm == NULL || wfsm_batch_active(n->fsm) ||
+        index > wfsm_applied_index(n->fsm))
+        return false;
+    n->start_skip_index = index;
+    return true;
 }
 
 /* raft 0.22 (raft_start and the legacy install path): on success the FSM
@@ -683,29 +698,25 @@ static int rfsm_restore(struct raft_fsm *rf, struct raft_buffer *buf)
     struct wnode *n = rf->data;
     int skipped = 0;
     struct werr e;
-    uint64_t snap_max;
 
     if (n->failed)
         return RAFT_IOERR;
-    /* At start-up raft hands us its newest snapshot, which our own LMDB
-     * normally already holds (the snapshot was copied from it). Knowing
-     * that from the file names spares writing the image out, fsyncing it
-     * and opening it just to read its applied index (wfsm_restore): for a
-     * large fleet that was most of a restart (issue 8, scenario 5). Any
-     * snapshot raft could have loaded is at or below the newest name; if
-     * that is at or below our applied index, ours is as new or newer, and
-     * raft re-applies nothing at or below it. */
-    if (n->starting && n->fsm != NULL && !wfsm_batch_active(n->fsm) &&
-        (snap_max = newest_snapshot_index(n->raft_dir)) != 0 &&
-        snap_max <= wfsm_applied_index(n->fsm)) {
+    /* The start-up snapshot snapshot_skip_cb said we already hold: raft_uv
+     * did not read it. */
+    if (buf->base == NULL && buf->len == 0) {
         char idx[24], si[24];
-        raft_free(buf->base);
+        if (!n->starting || n->start_skip_index == 0 || n->fsm == NULL ||
+            n->start_skip_index > wfsm_applied_index(n->fsm)) {
+            wlog(WLOG_ERROR, "consensus: raft handed us an empty snapshot we did "
+                             "not agree to skip", NULL);
+            return RAFT_CORRUPT;
+        }
         n->n_restores++;
         n->n_restores_skipped++;
         n->ct_base_ms = wfsm_cluster_time(n->fsm);
         n->ct_applied_at_ms = mono_ms();
         snprintf(idx, sizeof idx, "%" PRIu64, wfsm_applied_index(n->fsm));
-        snprintf(si, sizeof si, "%" PRIu64, snap_max);
+        snprintf(si, sizeof si, "%" PRIu64, n->start_skip_index);
         wlog(WLOG_INFO, "consensus: snapshot restored", "fsm_applied", idx,
              "skipped", "true", "why", "local state is at or past the snapshot",
              "snapshot_index", si, NULL);
@@ -1368,8 +1379,14 @@ static void teardown_rest(struct wnode *n)
      * spares a re-apply), and whoever waited on them is answered. */
     batch_commit(n);
     ready_fire(n);
-    if (n->fsm != NULL)
+    if (n->fsm != NULL) {
+        /* raft_uv's close waits for its snapshot writer, and finalize runs
+         * before raft's close callback: an image left here means raft
+         * never finalized it, and nobody reads it any more. */
+        wfsm_snapshot_release(n->fsm, n->snap_img);
+        n->snap_img = NULL;
         wfsm_close(n->fsm);
+    }
     n->fsm = NULL;
     uv_close((uv_handle_t *)&n->flush, handle_closed_cb);
     uv_close((uv_handle_t *)&n->tick, handle_closed_cb);
@@ -1449,6 +1466,7 @@ static int start_raft(struct wnode *n, const struct wnode_config *cfg,
     /* Issue 3: a corrupt log is a loud start-up error, never silently
      * truncated (docs/consensus.md, "Recovery"). */
     raft_uv_set_auto_recovery(&n->io, false);
+    raft_uv_set_snapshot_skip(&n->io, snapshot_skip_cb, n);
     if (cfg->connect_retry_ms)
         raft_uv_set_connect_retry_delay(&n->io, cfg->connect_retry_ms);
 

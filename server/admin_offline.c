@@ -191,8 +191,7 @@ struct manifest {
 
 /* Applied index, cluster time and audit head of the env at db_dir (a copy
  * we own: wfsm_open may create missing dbs in it). If snap is non-NULL,
- * also a wfsm_snapshot image of it (the caller releases it with
- * wfsm_snapshot_free). */
+ * also a wfsm_snapshot_copy image of it (the caller frees it). */
 static int read_state(const char *db_dir, struct manifest *m, uint8_t **snap,
                       size_t *snap_len, struct werr *e)
 {
@@ -213,7 +212,7 @@ static int read_state(const char *db_dir, struct manifest *m, uint8_t **snap,
         goto out;
     hex32(hash, m->head_hash);
     if (snap != NULL)
-        rc = wfsm_snapshot(f, snap, snap_len, e);
+        rc = wfsm_snapshot_copy(f, snap, snap_len, e);
 out:
     wfsm_close(f);
     return rc;
@@ -486,7 +485,7 @@ static int do_restore(struct off_args *a)
         goto err;
     if (got.applied_index != want.applied_index || got.head_seq != want.head_seq ||
         strcmp(got.head_hash, want.head_hash) != 0) {
-        wfsm_snapshot_free(snap, snap_len);
+        free(snap);
         wlog(WLOG_ERROR, "restore: the backup's LMDB does not match its "
                          "manifest; nothing started",
              "manifest_head_hash", want.head_hash, "db_head_hash", got.head_hash,
@@ -503,7 +502,7 @@ static int do_restore(struct off_args *a)
     else
         rc = wrecover_install_snapshot(raft_dir, a->id, a->peers, a->n_peers,
                                        want.applied_index, snap, snap_len, &e);
-    wfsm_snapshot_free(snap, snap_len);
+    free(snap);
     if (rc != 0)
         goto err;
     {

@@ -14,10 +14,6 @@
  *     intact (mdb_put checks before touching any page).
  * Read txns follow the same rule; nothing can be committed from them, but a
  * caller that ignores an error still cannot keep using a broken snapshot. */
-/* memfd_create (store_copy_mem); before any system header. */
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE
-#endif
 #include "store.h"
 
 #include <errno.h>
@@ -33,11 +29,14 @@ struct store {
     char path[4096];
     unsigned ndbis;
     uint64_t commits;        /* durable top-level commits (store_commits) */
+    struct store_image *images; /* pinned images (store_image_pin) */
     struct {
         MDB_dbi dbi;
         char name[64];
     } dbis[STORE_MAX_DBS];
 };
+
+static void image_unpin(struct store_image *img);
 
 struct store_txn {
     struct store *s;
@@ -263,6 +262,10 @@ void store_close(struct store *s)
     /* With STORE_LAZY_META the last commit's meta page may not be on disk
      * yet: a clean close leaves nothing for the next start to re-apply. */
     (void)mdb_env_sync(s->env, 1);
+    /* An image still pinned is its owner's bug (store.h), but LMDB must not
+     * be closed under a live read txn. */
+    while (s->images != NULL)
+        image_unpin(s->images);
     mdb_env_close(s->env);
     free(s);
 }
@@ -664,57 +667,177 @@ int store_copy(struct store *s, const char *dst_dir, struct werr *e)
     return 0;
 }
 
-int store_copy_mem(struct store *s, size_t max, uint8_t **buf, size_t *len,
-                   struct werr *e)
-{
-    /* Into an anonymous memory file, not a directory: mdb_env_copy2 opens
-     * its target O_DIRECT, so a snapshot used to write the whole env to
-     * disk synchronously and read it back, on the caller's (the loop's)
-     * thread, before raft_uv wrote it again. mdb_env_copyfd2 does no
-     * O_DIRECT, and the result is the memfd's own pages, mapped: reading
-     * them into a fresh malloc'd buffer cost more than the copy itself
-     * (page faults on hundreds of MiB; 0.13-0.8 s for a 216 MB env). */
-    int fd = memfd_create("warden-store-copy", MFD_CLOEXEC);
-    int rc;
-    off_t end;
-    void *m;
+struct store_image {
+    struct store *s;
+    MDB_txn *txn;            /* pins the pages; NULL once released by close */
+    void *map;               /* our own read-only mapping of the data file */
+    size_t map_len;
+    struct store_image *prev, *next; /* s->images */
+    uint64_t txnid;
+    struct store_image_part part[STORE_IMAGE_PARTS];
+    uint8_t meta[];          /* the copy of the meta pages: part[0] */
+};
 
-    if (fd < 0) {
-        return werr_set(e, errno == ENOMEM || errno == EMFILE ? WERR_NOMEM : WERR_IO,
-                        "store_copy_mem: memfd_create: %s", strerror(errno));
-    }
-    rc = mdb_env_copyfd2(s->env, fd, MDB_CP_COMPACT);
+/* Our own copy of a stable part of LMDB's on-disk format (mdb.c, "Meta
+ * page content"), only to check an image before handing it out: a data
+ * file starts with NUM_METAS (2) meta pages, and page n is at n * psize.
+ * Both facts have held since LMDB 0.9's first release (the file format is
+ * versioned by MDB_DATA_VERSION, which LMDB checks at open). */
+#define IMAGE_NUM_METAS 2u
+
+int store_image_pin(struct store *s, size_t max, struct store_image **out,
+                    struct werr *e)
+{
+    MDB_txn *w = NULL, *r = NULL;
+    MDB_envinfo info;
+    MDB_stat st;
+    struct stat fst;
+    struct store_image *img = NULL;
+    mdb_filehandle_t fd;
+    size_t psize, meta_len, file_len;
+    int rc;
+
+    rc = mdb_env_stat(s->env, &st);
     if (rc != 0) {
-        translate(rc, e, "env_copyfd2");
+        translate(rc, e, "env_stat");
         goto err;
     }
-    end = lseek(fd, 0, SEEK_END);
-    if (end <= 0 || (uint64_t)end > max) {
-        werr_set(e, end < 0 ? WERR_IO : WERR_LIMIT, "copy is %lld bytes, limit %zu",
-                 (long long)end, max);
+    psize = st.ms_psize;
+    meta_len = (size_t)IMAGE_NUM_METAS * psize;
+    img = calloc(1, sizeof *img + meta_len);
+    if (img == NULL) {
+        werr_set(e, WERR_NOMEM, "allocating %zu bytes", sizeof *img + meta_len);
         goto err;
     }
-    m = mmap(NULL, (size_t)end, PROT_READ, MAP_SHARED, fd, 0);
-    if (m == MAP_FAILED) {
-        werr_set(e, errno == ENOMEM ? WERR_NOMEM : WERR_IO, "mmap of the copy: %s",
-                 strerror(errno));
+    /* The writer lock, as mdb_env_copyfd does: no commit can move the meta
+     * pages between our read txn starting and our copy of them, so the copy
+     * shows exactly the read txn's state. Held for two txn begins and a
+     * memcpy of two pages. */
+    rc = mdb_txn_begin(s->env, NULL, 0, &w);
+    if (rc != 0) {
+        translate(rc, e, "txn_begin (writer lock)");
         goto err;
     }
-    close(fd); /* the mapping keeps the memfd's pages */
-    *buf = m;
-    *len = (size_t)end;
+    rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &r);
+    if (rc != 0) {
+        translate(rc, e, "txn_begin (read)");
+        goto err;
+    }
+    if ((rc = mdb_env_info(s->env, &info)) != 0) {
+        translate(rc, e, "env_info");
+        goto err;
+    }
+    if ((uint64_t)mdb_txn_id(r) != (uint64_t)info.me_last_txnid) {
+        werr_set(e, WERR_CORRUPT, "read txn %zu is not the last txn %zu",
+                 mdb_txn_id(r), info.me_last_txnid);
+        goto err;
+    }
+    img->map_len = (info.me_last_pgno + 1) * psize;
+    if (img->map_len < meta_len) {
+        werr_set(e, WERR_CORRUPT, "last page %zu is inside the meta pages",
+                 (size_t)info.me_last_pgno);
+        goto err;
+    }
+    if (img->map_len > max) {
+        werr_set(e, WERR_LIMIT, "image is %zu bytes, limit %zu", img->map_len, max);
+        goto err;
+    }
+    /* Every page up to the last was written by a commit (LMDB writes the
+     * pages it allocates), so the file reaches at least this far; if it
+     * did not, reading the mapping there would fault (SIGBUS). */
+    if ((rc = mdb_env_get_fd(s->env, &fd)) != 0) {
+        translate(rc, e, "env_get_fd");
+        goto err;
+    }
+    if (fstat(fd, &fst) != 0) {
+        werr_set(e, WERR_IO, "fstat: %s", strerror(errno));
+        goto err;
+    }
+    file_len = (size_t)fst.st_size;
+    if (file_len < img->map_len) {
+        werr_set(e, WERR_CORRUPT, "data file is %zu bytes, its last page ends at %zu",
+                 file_len, img->map_len);
+        goto err;
+    }
+    /* Our own mapping of the file rather than LMDB's (which the API does
+     * not expose): MAP_SHARED on the same file shares the page cache, so
+     * it shows every commit's pwrite exactly as LMDB's map does. Mapping
+     * costs no I/O; pages fault in when the reader touches them. */
+    img->map = mmap(NULL, img->map_len, PROT_READ, MAP_SHARED, fd, 0);
+    if (img->map == MAP_FAILED) {
+        img->map = NULL;
+        werr_set(e, errno == ENOMEM ? WERR_NOMEM : WERR_IO, "mmap of %zu bytes: %s",
+                 img->map_len, strerror(errno));
+        goto err;
+    }
+    memcpy(img->meta, img->map, meta_len);
+    mdb_txn_abort(w);
+    w = NULL;
+    img->part[1].base = (const uint8_t *)img->map + meta_len;
+    img->part[1].len = img->map_len - meta_len;
+    img->part[0].base = img->meta;
+    img->part[0].len = meta_len;
+    img->txnid = (uint64_t)mdb_txn_id(r);
+    img->txn = r;
+    img->s = s;
+    img->next = s->images;
+    if (s->images != NULL)
+        s->images->prev = img;
+    s->images = img;
+    *out = img;
     return 0;
 
 err:
-    close(fd);
-    return werr_wrap(e, "store_copy_mem");
+    if (r != NULL)
+        mdb_txn_abort(r);
+    if (w != NULL)
+        mdb_txn_abort(w);
+    if (img != NULL && img->map != NULL)
+        munmap(img->map, img->map_len);
+    free(img);
+    return werr_wrap(e, "store_image_pin");
 }
 
-void store_copy_mem_free(uint8_t *buf, size_t len)
+const struct store_image_part *store_image_parts(const struct store_image *img,
+                                                 unsigned *n)
 {
-    if (buf != NULL) {
-        munmap(buf, len);
-    }
+    *n = STORE_IMAGE_PARTS;
+    return img->part;
+}
+
+size_t store_image_len(const struct store_image *img)
+{
+    return img->part[0].len + img->part[1].len;
+}
+
+uint64_t store_image_txnid(const struct store_image *img)
+{
+    return img->txnid;
+}
+
+/* End img's read txn and unlink it; img itself stays allocated. */
+static void image_unpin(struct store_image *img)
+{
+    if (img->txn == NULL)
+        return;
+    mdb_txn_abort(img->txn);
+    img->txn = NULL;
+    if (img->prev != NULL)
+        img->prev->next = img->next;
+    else
+        img->s->images = img->next;
+    if (img->next != NULL)
+        img->next->prev = img->prev;
+    img->prev = img->next = NULL;
+}
+
+void store_image_release(struct store_image *img)
+{
+    if (img == NULL)
+        return;
+    image_unpin(img);
+    munmap(img->map, img->map_len);
+    free(img);
 }
 
 int store_txn_failed(const struct store_txn *t)

@@ -103,14 +103,36 @@ int store_count(struct store_txn *t, unsigned dbi, uint64_t *out,
  * (existing, empty) directory dst_dir. Runs in its own read txn, so writers
  * are not blocked. Used for snapshots. */
 int store_copy(struct store *s, const char *dst_dir, struct werr *e);
-/* The same compacted, point-in-time copy, into memory: *buf, read-only,
- * holds a complete data.mdb image of *len bytes; the caller owns it and
- * releases it with store_copy_mem_free (it is a mapping, not malloc'd).
- * WERR_LIMIT if it would exceed max bytes. An anonymous memory file; no
- * disk. */
-int store_copy_mem(struct store *s, size_t max, uint8_t **buf, size_t *len,
-                   struct werr *e);
-void store_copy_mem_free(uint8_t *buf, size_t len);
+/* A point-in-time image of the env's data file that copies nothing but
+ * the two meta pages: the other pages are the live map, kept from being
+ * reused by a read txn the image holds until store_image_release. Used for
+ * snapshots: pinning is O(1) on the caller's thread (a writer-lock round
+ * trip and a 2-page memcpy), and whoever reads the parts (raft_uv's writer
+ * thread) pays for the bytes. Concatenated, the parts are a valid data.mdb
+ * (the layout of mdb_env_copy without MDB_CP_COMPACT: free pages included).
+ *
+ * Lifetime: the parts stay valid and unchanged until store_image_release,
+ * which must come before store_close (store_close releases any image left
+ * pinned, after which its parts must not be read). Reading the parts from
+ * another thread is safe: committed pages the image references are never
+ * rewritten while it is pinned; writers only reuse pages that were already
+ * free when it was taken, which the image's own free list marks unused.
+ * WERR_LIMIT if the image would exceed max bytes. */
+#define STORE_IMAGE_PARTS 2u
+struct store_image_part {
+    const uint8_t *base;
+    size_t len;
+};
+struct store_image;
+int store_image_pin(struct store *s, size_t max, struct store_image **out,
+                    struct werr *e);
+/* The parts, in file order; *n = STORE_IMAGE_PARTS. Owned by img. */
+const struct store_image_part *store_image_parts(const struct store_image *img,
+                                                 unsigned *n);
+/* The image's total length in bytes and the LMDB txn id it shows. */
+size_t store_image_len(const struct store_image *img);
+uint64_t store_image_txnid(const struct store_image *img);
+void store_image_release(struct store_image *img);
 
 /* ---- additions (compatible with the contract above) -------------------
  * Poisoning, precisely: WERR_NOTFOUND (get/del/seek/next) and WERR_EXISTS

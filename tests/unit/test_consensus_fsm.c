@@ -659,7 +659,7 @@ TEST(snapshot_restore_round_trip)
     struct werr e = {0};
     uint8_t *snap = NULL;
     size_t snap_len = 0;
-    CHECK_EQ_INT(wfsm_snapshot(a, &snap, &snap_len, &e), 0);
+    CHECK_EQ_INT(wfsm_snapshot_copy(a, &snap, &snap_len, &e), 0);
     CHECK(snap_len > 0);
     char sdir[320];
     snprintf(sdir, sizeof sdir, "%s.snapshot.tmp", d1);
@@ -713,7 +713,7 @@ TEST(snapshot_restore_round_trip)
     /* equal index: skipped too (LMDB already holds it) */
     CHECK_EQ_INT(wfsm_restore(a, snap, snap_len, &skipped, &e), 0);
     CHECK_EQ_INT(skipped, 1);
-    wfsm_snapshot_free(snap, snap_len);
+    free(snap);
     wfsm_close(a);
     wfsm_close(b);
 }
@@ -773,7 +773,7 @@ TEST(interrupted_restore_recovery)
     struct werr e = {0};
     uint8_t *snap;
     size_t snap_len;
-    CHECK_EQ_INT(wfsm_snapshot(a, &snap, &snap_len, &e), 0);
+    CHECK_EQ_INT(wfsm_snapshot_copy(a, &snap, &snap_len, &e), 0);
     wfsm_close(a);
 
     char dir[300], tmp[320], old[320], p[400];
@@ -841,7 +841,7 @@ TEST(interrupted_restore_recovery)
     CHECK_EQ_INT(rc, WERR_PRECOND);
     CHECK(strstr(e.msg, "precious.txt") != NULL);
     CHECK(path_exists(p));
-    wfsm_snapshot_free(snap, snap_len);
+    free(snap);
 }
 
 int main(void)

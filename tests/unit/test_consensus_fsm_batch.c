@@ -606,21 +606,77 @@ TEST(snapshot_and_restore_refuse_an_open_batch)
     CHECK_EQ_INT(apply_range(f, 1, 5, 5, NULL), 0);
     uint8_t *snap = NULL;
     size_t len = 0;
-    CHECK_EQ_INT(wfsm_snapshot(f, &snap, &len, &e), 0);
+    CHECK_EQ_INT(wfsm_snapshot_copy(f, &snap, &len, &e), 0);
     CHECK_EQ_INT(wfsm_batch_begin(f, &e), 0);
     CHECK_EQ_INT(apply_one(f, 6, NULL), 0);
     uint8_t *snap2 = NULL;
     size_t len2 = 0;
-    CHECK_EQ_INT(wfsm_snapshot(f, &snap2, &len2, &e), WERR_PRECOND);
+    CHECK_EQ_INT(wfsm_snapshot_copy(f, &snap2, &len2, &e), WERR_PRECOND);
     int skipped = 0;
     CHECK_EQ_INT(wfsm_restore(f, snap, len, &skipped, &e), WERR_PRECOND);
     CHECK_EQ_INT(wfsm_batch_commit(f, &e), 0);
-    CHECK_EQ_INT(wfsm_snapshot(f, &snap2, &len2, &e), 0);
+    CHECK_EQ_INT(wfsm_snapshot_copy(f, &snap2, &len2, &e), 0);
     CHECK_EQ_INT(wfsm_restore(f, snap, len, &skipped, &e), 0);
     CHECK_EQ_INT(skipped, 1); /* ours (6) is newer than the snapshot (5) */
-    wfsm_snapshot_free(snap, len);
-    wfsm_snapshot_free(snap2, len2);
+    free(snap);
+    free(snap2);
     wfsm_close(f);
+}
+
+/* The zero-copy image (wfsm_snapshot): it keeps showing the state at the
+ * moment it was pinned while batches keep committing, restore refuses to
+ * run while it is pinned (restore closes the env under it), and restoring
+ * its bytes elsewhere gives exactly that state. */
+TEST(pinned_image_is_stable_and_blocks_restore)
+{
+    char dir[300], dir2[300];
+    struct werr e = {0};
+    struct store_image *img = NULL;
+    const struct store_image_part *pt;
+    unsigned np = 0;
+    int skipped = -1;
+
+    new_dir(dir, sizeof dir);
+    new_dir(dir2, sizeof dir2);
+    struct wfsm *f = fsm_open_at(dir, 0);
+    struct wfsm *g = fsm_open_at(dir2, 0);
+    CHECK(f != NULL && g != NULL);
+    CHECK_EQ_INT(apply_range(f, 1, 20, 4, NULL), 0);
+    CHECK_EQ_INT(wfsm_snapshot(f, &img, &e), 0);
+    CHECK(img != NULL);
+    CHECK_EQ_INT(apply_range(f, 21, N_ENTRIES, 7, NULL), 0);
+    CHECK_EQ_INT(wfsm_applied_index(f), N_ENTRIES);
+
+    uint8_t *other = NULL;
+    size_t olen = 0;
+    CHECK_EQ_INT(wfsm_snapshot_copy(f, &other, &olen, &e), 0);
+    werr_clear(&e);
+    CHECK_EQ_INT(wfsm_restore(f, other, olen, &skipped, &e), WERR_PRECOND);
+    CHECK(strstr(e.msg, "pinned") != NULL);
+    free(other);
+
+    /* the pinned bytes, flattened after 40 more entries committed */
+    size_t len = store_image_len(img), off = 0;
+    uint8_t *buf = malloc(len);
+    CHECK(buf != NULL);
+    pt = store_image_parts(img, &np);
+    for (unsigned i = 0; i < np; i++) {
+        memcpy(buf + off, pt[i].base, pt[i].len);
+        off += pt[i].len;
+    }
+    wfsm_snapshot_release(f, img);
+    CHECK_EQ_INT(wfsm_restore(g, buf, len, &skipped, &e), 0);
+    CHECK_EQ_INT(skipped, 0);
+    CHECK_EQ_INT(wfsm_applied_index(g), 20);
+    /* g continues from 21 and ends where f is */
+    CHECK_EQ_INT(apply_range(g, 21, N_ENTRIES, 5, NULL), 0);
+    CHECK(same_as_ref(g, "restored from a pinned image, then the rest"));
+    /* released: restore runs again on f (and skips: f is newer) */
+    CHECK_EQ_INT(wfsm_restore(f, buf, len, &skipped, &e), 0);
+    CHECK_EQ_INT(skipped, 1);
+    free(buf);
+    wfsm_close(f);
+    wfsm_close(g);
 }
 
 int main(void)
@@ -649,6 +705,7 @@ int main(void)
     RUN(crash_before_commit_reapplies_exactly_once);
     RUN(full_map_mid_batch_then_restart);
     RUN(snapshot_and_restore_refuse_an_open_batch);
+    RUN(pinned_image_is_stable_and_blocks_restore);
     for (unsigned i = 1; i <= N_ENTRIES; i++) {
         free(LOG[i].b);
     }

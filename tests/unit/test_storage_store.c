@@ -7,6 +7,8 @@
 #include "storage/store.h"
 
 #include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -265,46 +267,181 @@ TEST(copy_then_open_copy)
     store_close(c);
 }
 
-/* store_copy_mem: the image opens as an env holding the data; a limit
- * below its size is WERR_LIMIT. */
-TEST(copy_mem_then_open_image)
+/* Concatenate an image's parts into a new data.mdb under dst (created). */
+static int image_write(const struct store_image *img, const char *dst)
+{
+    char file[700];
+    unsigned n = 0;
+    const struct store_image_part *pt = store_image_parts(img, &n);
+    if (mkdir(dst, 0700) != 0)
+        return -1;
+    snprintf(file, sizeof file, "%s/data.mdb", dst);
+    int fd = open(file, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    if (fd < 0)
+        return -1;
+    for (unsigned i = 0; i < n; i++) {
+        if (write(fd, pt[i].base, pt[i].len) != (ssize_t)pt[i].len) {
+            close(fd);
+            return -1;
+        }
+    }
+    return close(fd);
+}
+
+/* Overwrite every key k0000..k<n> with a value derived from round r, in
+ * txns of 50 keys: churn that frees pages and reuses free ones. */
+static int churn(struct store *s, unsigned d, int n, int r)
+{
+    char k[16], v[300];
+    struct werr e = {0};
+    struct store_txn *t = NULL;
+    for (int i = 0; i < n; i++) {
+        if (t == NULL && store_txn_begin(s, 1, &t, &e) != 0)
+            return -1;
+        snprintf(k, sizeof k, "k%04d", i);
+        memset(v, 'a' + (r % 26), sizeof v - 1);
+        v[sizeof v - 1] = '\0';
+        snprintf(v, 32, "r%d-%d", r, i);
+        v[strlen(v)] = '-'; /* keep the padding: values stay 299 bytes */
+        if (store_put(t, d, k, strlen(k), v, strlen(v), 0, &e) != 0) {
+            store_txn_abort(t);
+            return -1;
+        }
+        if ((i % 50 == 49 || i == n - 1) && store_txn_commit(t, &e) != 0)
+            return -1;
+        if (i % 50 == 49 || i == n - 1)
+            t = NULL;
+    }
+    return 0;
+}
+
+/* The value of key i as churn round r wrote it (its first 32 bytes). */
+static int value_is(struct store *s, unsigned d, int i, int r)
+{
+    char k[16], want[32], buf[400];
+    snprintf(k, sizeof k, "k%04d", i);
+    snprintf(want, sizeof want, "r%d-%d-", r, i);
+    if (get_str(s, d, k, buf, sizeof buf) != 0)
+        return 0;
+    return strncmp(buf, want, strlen(want)) == 0 && strlen(buf) == 299;
+}
+
+/* store_image_pin: the image shows the state at pin time even after later
+ * commits have freed its pages and reused the free ones (they reuse only
+ * pages the image itself marks free); it opens as an env; a limit below
+ * its size is WERR_LIMIT; the meta copy is the only bytes it owns. */
+TEST(image_is_a_stable_point_in_time_env)
 {
     struct werr e = {0};
     struct store *s, *c;
-    const char *src = fresh_dir("copymem-src");
-    char dst[600], file[700];
-    uint8_t *img = NULL;
-    size_t len = 0;
-    unsigned d;
-    char buf[32];
+    struct store_image *img = NULL, *tiny = NULL;
+    unsigned d, n = 0;
 
-    CHECK_EQ_INT(open_at(src, 0, &s, &e), 0);
+    CHECK_EQ_INT(open_at(fresh_dir("img-src"), 0, &s, &e), 0);
     CHECK_EQ_INT(store_dbi(s, "m", &d, &e), 0);
-    CHECK_EQ_INT(put_str(s, d, "k1", "v1"), 0);
-    CHECK_EQ_INT(put_str(s, d, "k2", "v2"), 0);
-    CHECK_EQ_INT(store_copy_mem(s, (size_t)1 << 30, &img, &len, &e), 0);
-    CHECK(img != NULL && len >= 4096 && len % 4096 == 0);
+    for (int r = 0; r < 3; r++) /* history, so the file has free pages */
+        CHECK_EQ_INT(churn(s, d, 400, r), 0);
+    CHECK_EQ_INT(store_image_pin(s, (size_t)1 << 30, &img, &e), 0);
+    const struct store_image_part *pt = store_image_parts(img, &n);
+    CHECK_EQ_INT(n, STORE_IMAGE_PARTS);
+    CHECK(pt[0].len >= 2 * 4096 && pt[0].len % 4096 == 0);
+    CHECK(pt[1].len > 0 && pt[1].len % 4096 == 0);
+    CHECK_EQ_INT(store_image_len(img), pt[0].len + pt[1].len);
+    CHECK(store_image_txnid(img) > 0);
     werr_clear(&e);
-    uint8_t *tiny = NULL;
-    size_t tlen = 0;
-    CHECK_EQ_INT(store_copy_mem(s, 4096, &tiny, &tlen, &e), WERR_LIMIT);
+    CHECK_EQ_INT(store_image_pin(s, 4096, &tiny, &e), WERR_LIMIT);
     CHECK(tiny == NULL);
+    CHECK(strstr(e.msg, "store_image_pin") != NULL);
+
+    /* Commits after the pin: 20 rounds rewrite every key. */
+    for (int r = 3; r < 23; r++)
+        CHECK_EQ_INT(churn(s, d, 400, r), 0);
+    CHECK(value_is(s, d, 7, 22));
+    CHECK_EQ_INT(image_write(img, fresh_dir("img-dst")), 0);
+    store_image_release(img);
     store_close(s);
 
-    snprintf(dst, sizeof dst, "%s", fresh_dir("copymem-dst"));
+    CHECK_EQ_INT(open_at(fresh_dir("img-dst"), 0, &c, &e), 0);
+    CHECK_EQ_INT(store_dbi(c, "m", &d, &e), 0);
+    for (int i = 0; i < 400; i++)
+        CHECK(value_is(c, d, i, 2));
+    /* and it is a working env: it takes writes */
+    CHECK_EQ_INT(churn(c, d, 400, 30), 0);
+    CHECK(value_is(c, d, 399, 30));
+    store_close(c);
+}
+
+/* What raft_uv does with an image: another thread reads the parts while
+ * this one keeps committing. The bytes it read open as the pinned state. */
+struct image_reader {
+    const struct store_image *img;
+    uint8_t *buf;
+    size_t len;
+};
+
+static void *image_read_thread(void *arg)
+{
+    struct image_reader *rd = arg;
+    unsigned n = 0;
+    const struct store_image_part *pt = store_image_parts(rd->img, &n);
+    size_t off = 0;
+    for (unsigned i = 0; i < n; i++) {
+        /* a page at a time, slowly enough to interleave with commits */
+        for (size_t o = 0; o < pt[i].len; o += 4096) {
+            size_t m = pt[i].len - o < 4096 ? pt[i].len - o : 4096;
+            memcpy(rd->buf + off, pt[i].base + o, m);
+            off += m;
+            if ((o / 4096) % 16 == 0)
+                sched_yield();
+        }
+    }
+    rd->len = off;
+    return NULL;
+}
+
+TEST(image_read_by_another_thread_while_committing)
+{
+    struct werr e = {0};
+    struct store *s, *c;
+    struct store_image *img = NULL;
+    unsigned d;
+    pthread_t th;
+
+    CHECK_EQ_INT(open_at(fresh_dir("imgt-src"), 0, &s, &e), 0);
+    CHECK_EQ_INT(store_dbi(s, "m", &d, &e), 0);
+    for (int r = 0; r < 3; r++)
+        CHECK_EQ_INT(churn(s, d, 600, r), 0);
+    CHECK_EQ_INT(store_image_pin(s, (size_t)1 << 30, &img, &e), 0);
+    struct image_reader rd = {.img = img, .buf = malloc(store_image_len(img))};
+    CHECK(rd.buf != NULL);
+    CHECK_EQ_INT(pthread_create(&th, NULL, image_read_thread, &rd), 0);
+    for (int r = 3; r < 13; r++)
+        CHECK_EQ_INT(churn(s, d, 600, r), 0);
+    CHECK_EQ_INT(pthread_join(th, NULL), 0);
+    CHECK_EQ_INT(rd.len, store_image_len(img));
+    /* a second image while the first is pinned: a newer state */
+    struct store_image *img2 = NULL;
+    CHECK_EQ_INT(store_image_pin(s, (size_t)1 << 30, &img2, &e), 0);
+    CHECK(store_image_txnid(img2) > store_image_txnid(img));
+    store_image_release(img);
+    /* store_close with img2 still pinned: the read txn is ended first (no
+     * leak under ASan); img2's memory is still ours to release. */
+    store_close(s);
+    store_image_release(img2);
+
+    const char *dst = fresh_dir("imgt-dst");
+    char file[700];
     CHECK_EQ_INT(mkdir(dst, 0700), 0);
     snprintf(file, sizeof file, "%s/data.mdb", dst);
     int fd = open(file, O_WRONLY | O_CREAT | O_EXCL, 0600);
     CHECK(fd >= 0);
-    CHECK_EQ_INT((int)write(fd, img, len), (int)len);
+    CHECK_EQ_INT((long)write(fd, rd.buf, rd.len), (long)rd.len);
     close(fd);
-    store_copy_mem_free(img, len);
+    free(rd.buf);
     CHECK_EQ_INT(open_at(dst, 0, &c, &e), 0);
     CHECK_EQ_INT(store_dbi(c, "m", &d, &e), 0);
-    CHECK_EQ_INT(get_str(c, d, "k1", buf, sizeof buf), 0);
-    CHECK_EQ_STR(buf, "v1");
-    CHECK_EQ_INT(get_str(c, d, "k2", buf, sizeof buf), 0);
-    CHECK_EQ_STR(buf, "v2");
+    for (int i = 0; i < 600; i++)
+        CHECK(value_is(c, d, i, 2));
     store_close(c);
 }
 
@@ -663,7 +800,8 @@ int main(void)
     RUN(reopen_persists);
     RUN(lazy_meta_flag);
     RUN(copy_then_open_copy);
-    RUN(copy_mem_then_open_image);
+    RUN(image_is_a_stable_point_in_time_env);
+    RUN(image_read_by_another_thread_while_committing);
     RUN(map_full_poisons_txn);
     RUN(bad_keys_and_readonly);
     RUN(corrupt_file_is_corrupt);
