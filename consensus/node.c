@@ -76,18 +76,22 @@ struct wnode {
     uv_idle_t flush;                /* group commit + deferred work */
     uv_timer_t tick;                /* idle Tick */
     uv_check_t settle;              /* commits the apply batch after poll */
+    uv_timer_t commit_timer;        /* commits it at its deadline */
     unsigned handles_open;
 
     struct plist queued;            /* accepted, not yet given to raft */
     struct plist inflight;          /* given to raft, callback pending */
 
-    /* Batched apply ("Batched apply" in docs/consensus.md). Callbacks of
-     * entries applied into the open LMDB batch wait in wait_* until it
-     * commits; then they move to ready_* with their status and fire from
-     * the loop (settle), never from inside raft's fsm callbacks. */
-    struct plist wait_props, ready_props;
+    /* Batched apply ("Batched apply" in docs/consensus.md). Proposals
+     * applied into the open LMDB batch are ready at once (ready_props);
+     * readers whose barrier saw the batch open wait in wait_readers until
+     * it commits. Both fire from the loop (settle), never from inside
+     * raft's fsm callbacks. */
+    struct plist ready_props;
     struct rlist wait_readers, ready_readers;
     uint64_t batch_bytes;           /* entry bytes in the open batch */
+    uint64_t batch_opened_ms;       /* monotonic */
+    unsigned apply_commit_ms;       /* WNODE_APPLY_COMMIT_MS or configured */
     int hold_batch;                 /* test hook: wnode_test_hold_batch() */
 
     struct rlist next_readers;      /* wait for the next barrier */
@@ -329,6 +333,7 @@ static int refuse_reason(struct wnode *n)
 
 static void flush_cb(uv_idle_t *h);
 static void settle_cb(uv_check_t *h);
+static void settle(struct wnode *n);
 
 /* Run flush_cb on this loop iteration (before the loop blocks in poll). */
 static void kick(struct wnode *n)
@@ -383,27 +388,22 @@ static void report_fatal(struct wnode *n)
 
 /* Why and how: docs/consensus.md, "Batched apply". In short: raft_uv has
  * fsynced every entry before raft commits it, so LMDB need not sync each
- * one. The adapter opens a wfsm batch at the first entry it applies in a
- * loop iteration; settle() commits it once, after the poll phase in which
- * raft_uv delivered the commits (append completions, peer messages), and
- * only then fires the callbacks of the entries in it. The batch is also
- * committed when it reaches WNODE_APPLY_BATCH_MAX/_BYTES, before a
- * snapshot, before a restore and at close. */
+ * one. The adapter opens a wfsm batch at the first entry it applies; the
+ * batch commits (one LMDB commit, one fdatasync) when a reader waits on it,
+ * when the service layer is about to read local state
+ * (wnode_commit_applied), at WNODE_APPLY_BATCH_MAX/_BYTES, before a
+ * snapshot or a restore, at close, and at the latest apply_commit_ms after
+ * it opened (settle, commit_timer). A proposal is answered as soon as its
+ * entry is applied: raft has it durable on a majority, and a crash before
+ * the LMDB commit re-applies it from the log with the same result. */
 
 static void prop_finish(struct prop *p, int status);
 
-/* Resolve every callback waiting on the open batch: 0 when it committed,
+/* Resolve every reader waiting on the open batch: 0 when it committed,
  * WERR_INTERNAL when the commit failed (the node is failing). They fire
  * later, from settle(). */
 static void waiters_resolve(struct wnode *n, int failed)
 {
-    while (n->wait_props.head != NULL) {
-        struct prop *p = n->wait_props.head;
-        plist_remove(&n->wait_props, p);
-        if (failed)
-            p->status = WERR_INTERNAL;
-        plist_push(&n->ready_props, p);
-    }
     rlist_move(&n->ready_readers, &n->wait_readers,
                failed ? WERR_INTERNAL : 0);
 }
@@ -448,11 +448,14 @@ static int batch_open(struct wnode *n, raft_index index)
         return -1;
     }
     n->batch_bytes = 0;
-    /* The check handle commits after this iteration's poll phase. The idle
-     * kick keeps the loop from blocking in poll with the batch open when it
-     * was opened before poll (timers phase, or outside the loop): the
-     * flush then settles it before poll instead. */
+    n->batch_opened_ms = mono_ms();
+    /* The check handle answers the batch's proposals after this
+     * iteration's poll phase, and commits it when due (settle); the timer
+     * commits it at its deadline if no event comes first. The idle kick
+     * runs settle before poll when the batch was opened before poll
+     * (timers phase, or outside the loop). */
     uv_check_start(&n->settle, settle_cb);
+    uv_timer_stop(&n->commit_timer);
     kick(n);
     return 0;
 }
@@ -482,15 +485,44 @@ static void ready_fire(struct wnode *n)
     }
 }
 
-/* Commit the batch (if open) and fire what waited on it. From the loop
- * only (check and idle callbacks, close). */
+/* Whether the open batch commits now: a reader waits on it (a linearizable
+ * read must see every entry before its barrier), or it is old enough. The
+ * caps (WNODE_APPLY_BATCH_MAX/_BYTES) commit it from apply. */
+static int batch_due(struct wnode *n)
+{
+    return n->wait_readers.head != NULL || n->closing ||
+           mono_ms() - n->batch_opened_ms >= n->apply_commit_ms;
+}
+
+static void commit_timer_cb(uv_timer_t *t)
+{
+    settle(t->data);
+}
+
+/* Commit the batch if it is due, and fire what is ready. From the loop
+ * only (check, idle and timer callbacks, close). */
 static void settle(struct wnode *n)
 {
-    if (!n->hold_batch)
+    int open;
+
+    if (!n->hold_batch && n->fsm != NULL && wfsm_batch_active(n->fsm) && batch_due(n))
         batch_commit(n);
     ready_fire(n);
-    if (n->fsm == NULL || !wfsm_batch_active(n->fsm) || n->hold_batch)
+    open = n->fsm != NULL && wfsm_batch_active(n->fsm) && !n->hold_batch;
+    if (!open) {
         uv_check_stop(&n->settle);
+        uv_timer_stop(&n->commit_timer);
+    } else if (!uv_is_active((uv_handle_t *)&n->commit_timer) && !n->closing) {
+        uint64_t age = mono_ms() - n->batch_opened_ms;
+        uv_timer_start(&n->commit_timer, commit_timer_cb,
+                       age >= n->apply_commit_ms ? 0 : n->apply_commit_ms - age, 0);
+    }
+}
+
+void wnode_commit_applied(struct wnode *n)
+{
+    if (!n->hold_batch && !n->closing)
+        batch_commit(n);
 }
 
 void wnode_test_hold_batch(struct wnode *n, int hold)
@@ -781,10 +813,14 @@ static void apply_cb(struct raft_apply *req, int status, void *result)
         st != WERR_INTERNAL)
         st = WERR_UNAVAIL;
     if (st == 0 && n->fsm != NULL && wfsm_batch_active(n->fsm)) {
-        /* Applied into the open batch: not durable, not readable yet. The
-         * reply waits for the commit (settle). */
+        /* Applied into the open batch: committed in raft (durable on a
+         * majority of logs) and its result computed, so the answer is
+         * final even if LMDB's commit is still to come: a crash before it
+         * re-applies the entry from the log, deterministically. Answered
+         * from settle, in log order; a read that follows waits for the
+         * commit (barrier_cb). */
         p->status = 0;
-        plist_push(&n->wait_props, p);
+        plist_push(&n->ready_props, p);
         return;
     }
     /* No batch open: the entry is durable iff the last commit reached it.
@@ -1270,7 +1306,8 @@ static void flush_cb(uv_idle_t *h)
     if (n->queued.head == NULL &&
         (n->next_readers.head == NULL || n->barrier_busy) &&
         n->change_stage != CH_PROMOTE_PENDING && !n->fatal_pending &&
-        (n->fsm == NULL || !wfsm_batch_active(n->fsm) || n->hold_batch))
+        (n->fsm == NULL || !wfsm_batch_active(n->fsm) || n->hold_batch ||
+         !batch_due(n)))
         uv_idle_stop(h);
 }
 
@@ -1391,6 +1428,7 @@ static void teardown_rest(struct wnode *n)
     uv_close((uv_handle_t *)&n->flush, handle_closed_cb);
     uv_close((uv_handle_t *)&n->tick, handle_closed_cb);
     uv_close((uv_handle_t *)&n->settle, handle_closed_cb);
+    uv_close((uv_handle_t *)&n->commit_timer, handle_closed_cb);
 }
 
 static void raft_closed_cb(struct raft *r)
@@ -1594,10 +1632,16 @@ int wnode_start(struct wnode **out, const struct wnode_config *cfg,
     uv_idle_init(n->loop, &n->flush);
     uv_timer_init(n->loop, &n->tick);
     uv_check_init(n->loop, &n->settle);
+    uv_timer_init(n->loop, &n->commit_timer);
     n->flush.data = n;
     n->tick.data = n;
     n->settle.data = n;
-    n->handles_open = 3;
+    n->commit_timer.data = n;
+    n->handles_open = 4;
+    n->apply_commit_ms = cfg->apply_commit_ms == 0 ? WNODE_APPLY_COMMIT_MS
+                         : cfg->apply_commit_ms > WNODE_APPLY_COMMIT_MS_MAX
+                             ? WNODE_APPLY_COMMIT_MS_MAX
+                             : cfg->apply_commit_ms;
     /* From here on every failure goes through teardown(), which frees n
      * from the loop once raft and the handles are closed. */
     n->start_failed = 1;

@@ -91,6 +91,14 @@
  * raft (WNODE_BATCH_MAX); 16 MiB is four of the largest commands
  * (WFSM_CMD_MAX). */
 #define WNODE_APPLY_BATCH_MAX 1024u
+/* An apply batch commits when a reader waits on it, when it reaches the
+ * caps above, or at the latest this long after it opened. Proposals are
+ * answered as soon as their entry is applied (raft has it durable on a
+ * majority; apply is deterministic), so this bounds how stale LMDB's
+ * committed state (serializable reads, watchers) may be, not write latency.
+ * Fewer commits mean fewer fdatasyncs on a disk that every node shares. */
+#define WNODE_APPLY_COMMIT_MS 10u
+#define WNODE_APPLY_COMMIT_MS_MAX 1000u
 #define WNODE_APPLY_BATCH_BYTES ((uint64_t)16 << 20)
 
 /* Defaults (0 in the config selects them). */
@@ -159,6 +167,9 @@ struct wnode_config {
     unsigned tick_idle_ms;
     unsigned handshake_timeout_ms;   /* 0 = CTLS_HANDSHAKE_TIMEOUT_MS */
     unsigned connect_retry_ms;       /* 0 = raft_uv's default */
+    /* How long an apply batch may stay open (docs/consensus.md, "Batched
+     * apply"): 0 = WNODE_APPLY_COMMIT_MS. */
+    unsigned apply_commit_ms;
     size_t map_size;                 /* LMDB map size, 0 = wfsm default */
     wnode_fatal_cb on_fatal;         /* may be NULL: the error is logged */
     void *on_fatal_arg;
@@ -331,12 +342,20 @@ struct wnode_status {
 /* Fill st. Never fails. */
 void wnode_status(struct wnode *n, struct wnode_status *st);
 
+/* Commit the open apply batch now (docs/consensus.md, "Batched apply"), so
+ * that a read txn begun after this call sees every entry this node has
+ * applied, including those whose proposers were already answered. No-op
+ * when no batch is open. Fires no callback. From the loop thread; the
+ * service layer calls it before every read of local state (svc_store). */
+void wnode_commit_applied(struct wnode *n);
+
 /* Test-only: while hold is set, the apply batch is not committed at the
  * end of a loop iteration (it still commits at its size caps, before a
  * restore and at close; snapshots are refused meanwhile, and raft retries
- * them). Applied entries then stay uncommitted across iterations, so a
- * test can check that no callback runs before the commit. Clearing it
- * commits at the next loop pass. */
+ * them), nor by wnode_commit_applied. Applied entries then stay
+ * uncommitted across iterations, so a test can check that proposals are
+ * answered and readers are not until the commit. Clearing it commits at
+ * the next loop pass. */
 void wnode_test_hold_batch(struct wnode *n, int hold);
 
 /* Split "peer/client" into its parts (each cap >= WNODE_HOSTPORT_MAX).

@@ -12,6 +12,10 @@
 
 struct store *svc_store(struct svc_ctx *ctx)
 {
+    /* Proposals are answered once applied, before the batch holding them
+     * commits: commit it first, so every read here sees what this node has
+     * answered (read-your-writes for pre-checks and serializable reads). */
+    wnode_commit_applied(ctx->wn);
     return wfsm_store(wnode_fsm(ctx->wn));
 }
 
