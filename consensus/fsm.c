@@ -400,6 +400,11 @@ uint64_t wfsm_batch_entries(const struct wfsm *f)
     return f->batch != NULL ? f->batch_entries : 0;
 }
 
+uint64_t wfsm_store_bytes(struct wfsm *f)
+{
+    return f->s != NULL ? store_used_bytes(f->s) : 0;
+}
+
 uint64_t wfsm_committed_index(const struct wfsm *f)
 {
     return f->durable_applied;

@@ -178,6 +178,8 @@ uint64_t wfsm_batch_entries(const struct wfsm *f);
  * they read (AuditHead, ListGrants, RolloutStatus) should use these; with
  * no batch open they equal wfsm_applied_index()/wfsm_cluster_time(). */
 uint64_t wfsm_committed_index(const struct wfsm *f);
+/* Bytes of LMDB's data file in use (store_used_bytes); 0 if unusable. */
+uint64_t wfsm_store_bytes(struct wfsm *f);
 uint64_t wfsm_committed_cluster_time(const struct wfsm *f);
 
 /* Test-only fault injection: the op of the entry applied at `index` fails

@@ -152,6 +152,12 @@ struct wnode {
     /* The image raft_uv is writing (rfsm_snapshot), released by
      * rfsm_snapshot_finalize; raft takes one snapshot at a time. */
     struct store_image *snap_img;
+    /* The snapshot rule's inputs (wnode_snapshot_threshold) and raft's
+     * threshold as last set. */
+    unsigned snap_entries;          /* configured entry threshold */
+    uint64_t snap_log_bytes;        /* entry bytes applied since the last */
+    uint64_t snap_image_bytes;      /* its image, or LMDB's size at start */
+    unsigned snap_threshold_set;
     uint64_t n_apply_batches;
 #ifdef WARDEN_FAULTS
     int fault_ack_before_commit;    /* wnode_config: negative control */
@@ -334,6 +340,7 @@ static int refuse_reason(struct wnode *n)
 static void flush_cb(uv_idle_t *h);
 static void settle_cb(uv_check_t *h);
 static void settle(struct wnode *n);
+static void snapshot_policy(struct wnode *n);
 
 /* Run flush_cb on this loop iteration (before the loop blocks in poll). */
 static void kick(struct wnode *n)
@@ -599,6 +606,8 @@ static int rfsm_apply(struct raft_fsm *rf, const struct raft_buffer *buf,
     *result = NULL;
     if (n->failed)
         return 0;
+    n->snap_log_bytes += buf->len;
+    snapshot_policy(n);
     /* Entries at or below the applied index are skipped by the fsm (the
      * replay after a restart): no batch for those. */
     if (index > wfsm_applied_index(n->fsm) && !wfsm_batch_active(n->fsm) &&
@@ -635,6 +644,29 @@ static int rfsm_apply(struct raft_fsm *rf, const struct raft_buffer *buf,
     return 0;
 }
 
+unsigned wnode_snapshot_threshold(uint64_t log_bytes, uint64_t image_bytes,
+                                  unsigned entries)
+{
+    if (log_bytes >= WNODE_SNAPSHOT_LOG_BYTES_MAX)
+        return 1;
+    if (image_bytes >= WNODE_SNAPSHOT_SIZE_FLOOR &&
+        log_bytes < image_bytes / WNODE_SNAPSHOT_LOG_RATIO)
+        return WNODE_SNAPSHOT_NEVER;
+    return entries;
+}
+
+/* Tell raft the threshold the rule gives now. raft checks it after each
+ * apply step (legacyShouldTakeSnapshot), so this takes effect at once. */
+static void snapshot_policy(struct wnode *n)
+{
+    unsigned t = wnode_snapshot_threshold(n->snap_log_bytes, n->snap_image_bytes,
+                                          n->snap_entries);
+    if (t != n->snap_threshold_set) {
+        raft_set_snapshot_threshold(&n->raft, t);
+        n->snap_threshold_set = t;
+    }
+}
+
 static int rfsm_snapshot(struct raft_fsm *rf, struct raft_buffer *bufs[],
                          unsigned *n_bufs)
 {
@@ -644,7 +676,7 @@ static int rfsm_snapshot(struct raft_fsm *rf, struct raft_buffer *bufs[],
     unsigned np = 0;
     struct werr e;
     uint64_t t0;
-    char bytes[24], us[24];
+    char bytes[24], us[24], logb[24];
 
     if (n->failed)
         return RAFT_IOERR; /* see node_fail */
@@ -685,7 +717,12 @@ static int rfsm_snapshot(struct raft_fsm *rf, struct raft_buffer *bufs[],
     n->n_snapshots++;
     snprintf(bytes, sizeof bytes, "%zu", store_image_len(img));
     snprintf(us, sizeof us, "%llu", (unsigned long long)(mono_us() - t0));
-    wlog(WLOG_INFO, "consensus: snapshot taken", "bytes", bytes, "loop_us", us, NULL);
+    snprintf(logb, sizeof logb, "%" PRIu64, n->snap_log_bytes);
+    wlog(WLOG_INFO, "consensus: snapshot taken", "bytes", bytes, "log_bytes", logb,
+         "loop_us", us, NULL);
+    n->snap_log_bytes = 0;
+    n->snap_image_bytes = store_image_len(img);
+    snapshot_policy(n);
     return 0;
 }
 
@@ -1542,9 +1579,11 @@ static int start_raft(struct wnode *n, const struct wnode_config *cfg,
     }
     raft_set_election_timeout(&n->raft, et);
     raft_set_heartbeat_timeout(&n->raft, ht);
-    raft_set_snapshot_threshold(&n->raft, cfg->snapshot_threshold
-                                              ? cfg->snapshot_threshold
-                                              : WNODE_SNAPSHOT_THRESHOLD);
+    n->snap_entries = cfg->snapshot_threshold ? cfg->snapshot_threshold
+                                              : WNODE_SNAPSHOT_THRESHOLD;
+    n->snap_image_bytes = wfsm_store_bytes(n->fsm);
+    n->snap_threshold_set = 0;
+    snapshot_policy(n);
     raft_set_snapshot_trailing(&n->raft, cfg->snapshot_trailing
                                              ? cfg->snapshot_trailing
                                              : WNODE_SNAPSHOT_TRAILING);

@@ -112,16 +112,26 @@
 #define WNODE_TICK_IDLE_MS 1000
 /* Snapshot after 65536 entries since the last one and keep the last 8192
  * in the log: a follower less than 8192 entries behind catches up from the
- * log; one further behind gets the snapshot. A snapshot copies the whole
- * LMDB env into memory on the loop thread (wfsm_snapshot), so its cost
- * grows with the inventory, not with the entries it compacts: at 1024
- * (the old default) a 3-node cluster spent most of its write time copying
- * a few tens of MiB every third of a second (bench/RESULTS.md, "Snapshot
- * threshold"). etcd's default is 100,000. The other side of the trade:
- * raft keeps every entry since the last snapshot in memory and raft_uv
- * reloads them at start-up, i.e. up to ~74 Ki entries of a few hundred
- * bytes each (tens of MiB, read sequentially). */
+ * log; one further behind gets the snapshot. etcd's default is 100,000.
+ * The other side of the trade: raft keeps every entry since the last
+ * snapshot in memory and raft_uv reloads them at start-up.
+ *
+ * Entries alone are the wrong measure once the state is large: a snapshot
+ * costs a write of the whole LMDB image (hundreds of MiB at a million
+ * devices), whatever it compacts. So for images of at least
+ * WNODE_SNAPSHOT_SIZE_FLOOR, a snapshot also waits until the log written
+ * since the last one is at least 1/WNODE_SNAPSHOT_LOG_RATIO of the image:
+ * snapshot writes then cost at most that multiple of the log's own bytes.
+ * Whatever the entries, the log since the last snapshot never exceeds
+ * WNODE_SNAPSHOT_LOG_BYTES_MAX, which bounds raft's memory and the log a
+ * restart loads (at raft's 2.9 GB/s CRC: ~0.1 s). wnode_snapshot_threshold
+ * is the rule. */
 #define WNODE_SNAPSHOT_THRESHOLD 65536
+#define WNODE_SNAPSHOT_SIZE_FLOOR ((uint64_t)64 << 20)
+#define WNODE_SNAPSHOT_LOG_RATIO 2u
+#define WNODE_SNAPSHOT_LOG_BYTES_MAX ((uint64_t)256 << 20)
+/* raft's threshold while a snapshot must wait (never reached). */
+#define WNODE_SNAPSHOT_NEVER ((unsigned)-1)
 #define WNODE_SNAPSHOT_TRAILING 8192
 
 struct wnode;
@@ -348,6 +358,15 @@ void wnode_status(struct wnode *n, struct wnode_status *st);
  * when no batch is open. Fires no callback. From the loop thread; the
  * service layer calls it before every read of local state (svc_store). */
 void wnode_commit_applied(struct wnode *n);
+
+/* The snapshot rule (see WNODE_SNAPSHOT_THRESHOLD), pure: raft's snapshot
+ * threshold given the log bytes applied since the last snapshot, the size
+ * of the last image (or of LMDB at start-up) and the configured entry
+ * threshold. 1 (snapshot now) past WNODE_SNAPSHOT_LOG_BYTES_MAX;
+ * WNODE_SNAPSHOT_NEVER while a large image waits for enough log;
+ * otherwise `entries`. */
+unsigned wnode_snapshot_threshold(uint64_t log_bytes, uint64_t image_bytes,
+                                  unsigned entries);
 
 /* Test-only: while hold is set, the apply batch is not committed at the
  * end of a loop iteration (it still commits at its size caps, before a

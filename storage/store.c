@@ -798,6 +798,16 @@ err:
     return werr_wrap(e, "store_image_pin");
 }
 
+uint64_t store_used_bytes(struct store *s)
+{
+    MDB_envinfo info;
+    MDB_stat st;
+
+    if (mdb_env_info(s->env, &info) != 0 || mdb_env_stat(s->env, &st) != 0)
+        return 0;
+    return ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
+}
+
 const struct store_image_part *store_image_parts(const struct store_image *img,
                                                  unsigned *n)
 {

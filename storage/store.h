@@ -133,6 +133,9 @@ const struct store_image_part *store_image_parts(const struct store_image *img,
 size_t store_image_len(const struct store_image *img);
 uint64_t store_image_txnid(const struct store_image *img);
 void store_image_release(struct store_image *img);
+/* Bytes of the data file in use (up to the last page of the last commit):
+ * what an image taken now would hold. 0 if LMDB cannot tell. */
+uint64_t store_used_bytes(struct store *s);
 
 /* ---- additions (compatible with the contract above) -------------------
  * Poisoning, precisely: WERR_NOTFOUND (get/del/seek/next) and WERR_EXISTS

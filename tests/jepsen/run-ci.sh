@@ -21,6 +21,10 @@ PY=/usr/bin/python3
 RUN_TIMEOUT_S=150
 TIME_LIMIT_S=${JEPSEN_CI_TIME_LIMIT:-60}
 SEED=${JEPSEN_CI_SEED:-$(( $(date +%s) % 1000000 ))}
+# Small, so that in 60 s every node takes many snapshots, killed and
+# partitioned nodes come back through snapshot installs, and restarts go
+# through the start-up snapshot skip (wardend's default is 65,536).
+SNAP_THRESHOLD=${JEPSEN_CI_SNAPSHOT_THRESHOLD:-256}
 
 if [ "$(id -u)" != 0 ]; then
     echo "run-ci: needs root for iptables partitions; skipping" >&2
@@ -44,7 +48,8 @@ WORKLOADS=${JEPSEN_CI_WORKLOADS:-ledger counter-freshness}
 for w in $WORKLOADS; do
     echo "run-ci: $w, partition+kill, ${TIME_LIMIT_S}s, seed $SEED"
     timeout -k 10 $RUN_TIMEOUT_S "$J" --workload "$w" --nemesis partition,kill \
-        --time-limit "$TIME_LIMIT_S" --quiet-period 5 --concurrency 8 --seed "$SEED"
+        --time-limit "$TIME_LIMIT_S" --quiet-period 5 --concurrency 8 --seed "$SEED" \
+        --snapshot-threshold "$SNAP_THRESHOLD"
     rc=$?
     if [ $rc != 0 ]; then
         echo "run-ci: FAIL $w (exit $rc); store path printed above" >&2

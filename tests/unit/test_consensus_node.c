@@ -937,8 +937,28 @@ TEST(three_nodes_then_four)
     CHECK_EQ_INT(W.held_readers, 0);
 }
 
+/* The snapshot rule, pure (wnode_snapshot_threshold). */
+TEST(snapshot_rule)
+{
+    const uint64_t MiB = (uint64_t)1 << 20;
+    /* small state: the entry threshold alone */
+    CHECK_EQ_INT(wnode_snapshot_threshold(0, 10 * MiB, 32), 32);
+    CHECK_EQ_INT(wnode_snapshot_threshold(0, WNODE_SNAPSHOT_SIZE_FLOOR - 1, 32), 32);
+    /* large state: wait for half its size in log, then the entries */
+    CHECK_EQ_INT(wnode_snapshot_threshold(0, 400 * MiB, 32), WNODE_SNAPSHOT_NEVER);
+    CHECK_EQ_INT(wnode_snapshot_threshold(199 * MiB, 400 * MiB, 32), WNODE_SNAPSHOT_NEVER);
+    CHECK_EQ_INT(wnode_snapshot_threshold(200 * MiB, 400 * MiB, 32), 32);
+    /* past the log cap: now, whatever the size or the entries */
+    CHECK_EQ_INT(wnode_snapshot_threshold(WNODE_SNAPSHOT_LOG_BYTES_MAX, 4096 * MiB,
+                                          65536), 1);
+    CHECK_EQ_INT(wnode_snapshot_threshold(WNODE_SNAPSHOT_LOG_BYTES_MAX - 1, 4096 * MiB,
+                                          65536), WNODE_SNAPSHOT_NEVER);
+    CHECK_EQ_INT(wnode_snapshot_threshold(WNODE_SNAPSHOT_LOG_BYTES_MAX, 0, 65536), 1);
+}
+
 int main(void)
 {
+    RUN(snapshot_rule);
     RUN(three_nodes_then_four);
     return unit_done();
 }
